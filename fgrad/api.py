@@ -1,0 +1,464 @@
+"""The transforms users call: jvp, linearize, vjp, grad, jacobians, make_jaxpr.
+
+Each flattens its pytree arguments, runs a flat transform from `interpreters/`,
+and rebuilds pytrees. Reverse mode is forward mode plus partial evaluation plus
+transposition: `linearize` records the tangent computation of a JVP as a
+linear jaxpr while the primal computation runs for real, and `vjp` runs that
+jaxpr backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import dtypes
+from .core import Tracer, current_interpreter, eval_jaxpr, get_aval, new_interpreter, using
+from .core import _ROOT as ROOT_INTERPRETER
+from .interpreters.jvp import Zero, jvp_flat
+from .interpreters.staging import StagingInterpreter, trace_to_jaxpr
+from .interpreters.transpose import backward_pass
+from .ir import ClosedJaxpr, ShapedArray
+from .tree_util import tree_flatten, tree_map, tree_structure, tree_unflatten
+
+# ============================================================================ helpers
+
+
+def _leaf_aval(fname: str, what: str, leaf: Any) -> ShapedArray:
+    try:
+        return get_aval(leaf)
+    except TypeError:
+        raise TypeError(
+            f"{fname}: {what} contains a value of type {type(leaf).__name__}; transforms take "
+            "NumPy arrays and Python scalars (nested in tuples, lists and dicts)"
+        ) from None
+
+
+def _as_leaf(x: Any) -> Any:
+    """Normalise a user's leaf: arrays and Python scalars pass; NumPy-convertible values convert."""
+    if isinstance(x, (Tracer, np.ndarray, np.generic, bool, int, float, complex)):
+        return x
+    return np.asarray(x)
+
+
+def _tangent_aval(aval: ShapedArray) -> ShapedArray:
+    return aval.strip_weak()
+
+
+def _zeros(aval: ShapedArray) -> np.ndarray:
+    return np.zeros(aval.shape, aval.dtype)
+
+
+def _materialize(x: Any, aval: ShapedArray) -> Any:
+    """A concrete array or a tracer for a result that might be a symbolic zero or a scalar."""
+    if isinstance(x, Zero):
+        if current_interpreter() is ROOT_INTERPRETER:
+            return _zeros(aval)
+        from .lax import lax
+
+        return lax.full(aval.shape, 0, aval.dtype)
+    if isinstance(x, Tracer):
+        return x
+    x = np.asarray(x) if not isinstance(x, np.generic) else x
+    if x.dtype != aval.dtype:
+        x = x.astype(aval.dtype)
+    return x
+
+
+def _fresh(outs: Sequence[Any], ins: Sequence[Any]) -> list[Any]:
+    """Results handed to the user are writable and never alias an input."""
+    result = []
+    for o in outs:
+        if isinstance(o, np.ndarray) and (
+            not o.flags.writeable
+            or any(isinstance(i, np.ndarray) and np.may_share_memory(o, i) for i in ins)
+        ):
+            o = o.copy()
+        result.append(o)
+    return result
+
+
+def _argnums_tuple(fname: str, argnums: int | Sequence[int], nargs: int) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for n in nums:
+        if not isinstance(n, int) or not -nargs <= n < nargs:
+            raise ValueError(
+                f"{fname}: argnums={argnums!r} is out of range: the function was called with "
+                f"{nargs} positional argument{'s' if nargs != 1 else ''}"
+            )
+    return tuple(n % nargs for n in nums)
+
+
+def _replace_args(args: tuple, argnums: tuple[int, ...], new: Sequence[Any]) -> tuple:
+    args = list(args)
+    for i, value in zip(argnums, new):
+        args[i] = value
+    return tuple(args)
+
+
+class _OutStore:
+    """Remembers the output tree structure (and aux) of a flattened function call."""
+
+    def __init__(self):
+        self.tree = None
+        self.aux = None
+
+
+def _flatten_fun(fun: Callable, in_tree: Any, store: _OutStore, has_aux: bool,
+                 fname: str) -> Callable:
+    def flat_fun(*flat_args):
+        out = fun(*tree_unflatten(in_tree, list(flat_args)))
+        if has_aux:
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise TypeError(f"{fname}(..., has_aux=True): the function must return a pair "
+                                f"(output, aux), got {type(out).__name__}")
+            out, store.aux = out
+        leaves, store.tree = tree_flatten(out)
+        for leaf in leaves:
+            _leaf_aval(fname, "the function's output", leaf)
+        return leaves
+
+    return flat_fun
+
+
+# ============================================================================ forward mode
+
+
+def jvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
+    """Evaluate `fun(*primals)` and its directional derivative along `tangents`."""
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError("jvp: primals and tangents must be tuples (or lists) of arguments, e.g. "
+                        "jvp(f, (x,), (v,))")
+    flat_p, in_tree = tree_flatten(tuple(primals))
+    flat_t, t_tree = tree_flatten(tuple(tangents))
+    if in_tree != t_tree:
+        raise ValueError(f"jvp: primals have structure {in_tree} but tangents have {t_tree}")
+    flat_p = [_as_leaf(p) for p in flat_p]
+    flat_t = [_check_tangent("jvp", p, t) for p, t in zip(flat_p, flat_t)]
+    store = _OutStore()
+    out_p, out_t = jvp_flat(_flatten_fun(fun, in_tree, store, False, "jvp"), flat_p, flat_t)
+    out_avals = [get_aval(p).strip_weak() for p in out_p]
+    out_t = [_materialize(t, a) for t, a in zip(out_t, out_avals)]
+    out_p = _fresh([_materialize(p, get_aval(p)) for p in out_p], flat_p)
+    return tree_unflatten(store.tree, out_p), tree_unflatten(store.tree, _fresh(out_t, flat_t))
+
+
+def _check_tangent(fname: str, primal: Any, tangent: Any) -> Any:
+    p_aval = _leaf_aval(fname, "primals", primal)
+    if dtypes.python_scalar_dtype(tangent) is not None:
+        tangent = np.asarray(tangent, p_aval.dtype)
+    t_aval = _leaf_aval(fname, "tangents", tangent)
+    if t_aval.shape != p_aval.shape or t_aval.dtype != p_aval.dtype:
+        raise ValueError(
+            f"{fname}: a tangent has type {t_aval.str_short()} but its primal has type "
+            f"{p_aval.strip_weak().str_short()}; each tangent must match its primal's shape "
+            "and dtype"
+        )
+    if not dtypes.is_differentiable(p_aval.dtype):
+        return Zero(p_aval)
+    return tangent
+
+
+# ============================================================================ reverse mode
+
+
+def linearize_flat(flat_fun: Callable, flat_primals: Sequence[Any], fname: str
+                   ) -> tuple[list[Any], ClosedJaxpr]:
+    """Primal outputs now, and the JVP's tangent computation as a linear jaxpr."""
+    with new_interpreter(StagingInterpreter, fname, forward_known=True) as pe:
+        tangents_in = []
+        for p in flat_primals:
+            tracer = pe.new_arg(_tangent_aval(get_aval(p)))
+            tangents_in.append(tracer if dtypes.is_differentiable(get_aval(p).dtype)
+                               else Zero(tracer.aval))
+        with using(pe):
+            out_p, out_t = jvp_flat(flat_fun, flat_primals, tangents_in, transform=fname)
+        out_t = [_zeros(t.aval) if isinstance(t, Zero) else t for t in out_t]
+        linear = pe.build(out_t)
+    return out_p, linear
+
+
+def linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
+    """`(fun(*primals), f_jvp)` where `f_jvp(*tangents)` is the JVP at `primals`."""
+    flat_p, in_tree = tree_flatten(primals)
+    flat_p = [_as_leaf(p) for p in flat_p]
+    store = _OutStore()
+    out_p, linear = linearize_flat(_flatten_fun(fun, in_tree, store, False, "linearize"),
+                                   flat_p, "linearize")
+    out_tree = store.tree
+    out_avals = [get_aval(p).strip_weak() for p in out_p]
+
+    def f_jvp(*tangents: Any) -> Any:
+        flat_t, t_tree = tree_flatten(tangents)
+        if t_tree != in_tree:
+            raise ValueError(f"linearize: f_jvp expects tangents with structure {in_tree}, "
+                             f"got {t_tree}")
+        flat_t = [_check_tangent("linearize", p, t) for p, t in zip(flat_p, flat_t)]
+        flat_t = [_zeros(t.aval) if isinstance(t, Zero) else t for t in flat_t]
+        outs = eval_jaxpr(linear.jaxpr, linear.consts, *flat_t)
+        outs = [_materialize(o, a) for o, a in zip(outs, out_avals)]
+        return tree_unflatten(out_tree, _fresh(outs, flat_t))
+
+    outs = _fresh([_materialize(p, get_aval(p)) for p in out_p], flat_p)
+    return tree_unflatten(out_tree, outs), f_jvp
+
+
+def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple[Any, ...]:
+    """`(fun(*primals), vjp_fn)`; `vjp_fn(cotangent)` gives one cotangent per primal."""
+    flat_p, in_tree = tree_flatten(primals)
+    flat_p = [_as_leaf(p) for p in flat_p]
+    in_avals = [_leaf_aval("vjp", "primals", p) for p in flat_p]
+    store = _OutStore()
+    out_p, linear = linearize_flat(_flatten_fun(fun, in_tree, store, has_aux, "vjp"),
+                                   flat_p, "vjp")
+    out_tree = store.tree
+    out_avals = [get_aval(p).strip_weak() for p in out_p]
+
+    def vjp_fn(cotangent: Any) -> tuple[Any, ...]:
+        flat_ct, ct_tree = tree_flatten(cotangent)
+        if ct_tree != out_tree:
+            raise ValueError(f"vjp: the cotangent has structure {ct_tree} but the function's "
+                             f"output has structure {out_tree}")
+        checked = []
+        for ct, aval in zip(flat_ct, out_avals):
+            if dtypes.python_scalar_dtype(ct) is not None:
+                ct = np.asarray(ct, aval.dtype)
+            ct_aval = _leaf_aval("vjp", "the cotangent", ct)
+            if ct_aval.shape != aval.shape or ct_aval.dtype != aval.dtype:
+                raise ValueError(f"vjp: a cotangent has type {ct_aval.str_short()} but the "
+                                 f"output it belongs to has type {aval.str_short()}")
+            checked.append(ct)
+        cts_in = backward_pass(linear.jaxpr, linear.consts, checked)
+        cts_in = [_materialize(ct, a.strip_weak()) for ct, a in zip(cts_in, in_avals)]
+        return tuple(tree_unflatten(in_tree, _fresh(cts_in, checked)))
+
+    outs = _fresh([_materialize(p, get_aval(p)) for p in out_p], flat_p)
+    out = tree_unflatten(out_tree, outs)
+    if has_aux:
+        return out, vjp_fn, _strip_tracers(store.aux)
+    return out, vjp_fn
+
+
+def _strip_tracers(aux: Any) -> Any:
+    """Aux outputs come back as plain values (their derivatives are not tracked)."""
+    from .interpreters.jvp import JVPTracer
+
+    def lower(x):
+        while isinstance(x, JVPTracer) and not x._interp.active:
+            x = x.primal
+        return x
+
+    return tree_map(lower, aux)
+
+
+def _check_differentiable(fname: str, args: tuple, argnums: tuple[int, ...]) -> None:
+    for i in argnums:
+        for leaf in tree_flatten(args[i])[0]:
+            aval = _leaf_aval(fname, f"argument {i}", _as_leaf(leaf))
+            if not dtypes.is_differentiable(aval.dtype):
+                raise TypeError(
+                    f"{fname}: argument {i} has dtype {aval.dtype} ({aval.str_short()}), but "
+                    "only floating-point inputs can be differentiated. Pass floats, e.g. "
+                    "np.asarray(x, dtype=float) or 2.0 instead of 2, or differentiate with "
+                    "respect to another argument (argnums)."
+                )
+
+
+def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
+                   has_aux: bool = False) -> Callable:
+    """A function returning `(fun(*args), gradient)` (or `((value, aux), gradient)`)."""
+
+    def value_and_grad_fun(*args: Any, **kwargs: Any) -> Any:
+        fname = "grad"
+        nums = _argnums_tuple(fname, argnums, len(args))
+        _check_differentiable(fname, args, nums)
+
+        def partial_fun(*diff_args):
+            return fun(*_replace_args(args, nums, diff_args), **kwargs)
+
+        result = vjp(partial_fun, *[args[i] for i in nums], has_aux=has_aux)
+        out, vjp_fn = result[0], result[1]
+        aval = _leaf_aval(fname, "the output", out) if not isinstance(out, (tuple, list, dict)) \
+            else None
+        if aval is None or aval.shape != () or not dtypes.is_differentiable(aval.dtype):
+            got = aval.str_short() if aval is not None else f"a {type(out).__name__}"
+            raise TypeError(
+                f"grad requires a function with a scalar floating-point output, but it "
+                f"returned {got}. Reduce it to a scalar (for example with .sum() or .mean()), "
+                "or use jacrev / vjp for non-scalar outputs."
+            )
+        grads = vjp_fn(np.ones((), aval.dtype))
+        grads = grads[0] if isinstance(argnums, int) else grads
+        return ((out, result[2]) if has_aux else out), grads
+
+    _wrap_name(value_and_grad_fun, fun, "value_and_grad")
+    return value_and_grad_fun
+
+
+def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+    """The gradient of a scalar-valued `fun` with respect to the arguments `argnums`."""
+    vg = value_and_grad(fun, argnums, has_aux)
+
+    def grad_fun(*args: Any, **kwargs: Any) -> Any:
+        (value, grads) = vg(*args, **kwargs)
+        return (grads, value[1]) if has_aux else grads
+
+    _wrap_name(grad_fun, fun, "grad")
+    return grad_fun
+
+
+def _wrap_name(wrapper: Callable, fun: Callable, transform: str) -> None:
+    name = getattr(fun, "__name__", "fun")
+    wrapper.__name__ = f"{transform}({name})"
+    wrapper.__qualname__ = wrapper.__name__
+    wrapper.__doc__ = getattr(fun, "__doc__", None)
+    wrapper.__wrapped__ = fun  # type: ignore[attr-defined]
+
+
+# ============================================================================ Jacobians
+
+
+def _std_basis(aval: ShapedArray, index: int):
+    e = np.zeros(aval.size, aval.dtype)
+    e[index] = 1
+    return e.reshape(aval.shape)
+
+
+def _jacobian_blocks(rows: list[list[Any]], first_avals, second_avals) -> list[list[Any]]:
+    """rows[j][i]: the derivative along basis vector j of the *first* tree's concatenated
+    leaves, seen in leaf i of the second tree. Returns block[i][k] of shape
+    second_i.shape + first_k.shape."""
+    from . import numpy as fnp
+
+    blocks, offset = [], 0
+    spans = []
+    for aval in first_avals:
+        spans.append((offset, aval))
+        offset += aval.size
+    for i, s_aval in enumerate(second_avals):
+        row_blocks = []
+        for start, f_aval in spans:
+            if f_aval.size == 0 or s_aval.size == 0:
+                row_blocks.append(np.zeros(s_aval.shape + f_aval.shape, s_aval.dtype))
+                continue
+            stacked = fnp.stack([rows[j][i] for j in range(start, start + f_aval.size)], axis=-1)
+            row_blocks.append(fnp.reshape(stacked, s_aval.shape + f_aval.shape))
+        blocks.append(row_blocks)
+    return blocks
+
+
+def _jac_tree(blocks, out_tree, in_tree_per_arg, argnums, int_argnums: bool):
+    """Nest blocks as JAX does: the output's tree, each leaf a tree of the inputs."""
+    out_leaves = []
+    for row in blocks:
+        per_arg, k = [], 0
+        for tree in in_tree_per_arg:
+            n = tree.num_leaves
+            per_arg.append(tree_unflatten(tree, row[k:k + n]))
+            k += n
+        out_leaves.append(per_arg[0] if int_argnums else tuple(per_arg))
+    return tree_unflatten(out_tree, out_leaves)
+
+
+def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """The Jacobian by forward mode: one JVP per input element. Shape `out.shape + in.shape`."""
+
+    def jacfun(*args: Any, **kwargs: Any) -> Any:
+        nums = _argnums_tuple("jacfwd", argnums, len(args))
+        _check_differentiable("jacfwd", args, nums)
+        diff = [args[i] for i in nums]
+
+        def partial_fun(*diff_args):
+            return fun(*_replace_args(args, nums, diff_args), **kwargs)
+
+        out, f_jvp = linearize(partial_fun, *diff)
+        flat_in, in_tree = tree_flatten(tuple(diff))
+        in_avals = [get_aval(_as_leaf(x)).strip_weak() for x in flat_in]
+        flat_out, out_tree = tree_flatten(out)
+        out_avals = [get_aval(o) for o in flat_out]
+        columns = []
+        for k, aval in enumerate(in_avals):
+            for j in range(aval.size):
+                tangent = [_std_basis(a, j) if m == k else np.zeros(a.shape, a.dtype)
+                           for m, a in enumerate(in_avals)]
+                columns.append(tree_flatten(f_jvp(*tree_unflatten(in_tree, tangent)))[0])
+        blocks = _jacobian_blocks(columns, in_avals, out_avals)
+        arg_trees = [tree_structure(a) for a in diff]
+        return _jac_tree(blocks, out_tree, arg_trees, nums, isinstance(argnums, int))
+
+    _wrap_name(jacfun, fun, "jacfwd")
+    return jacfun
+
+
+def jacrev(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """The Jacobian by reverse mode: one VJP per output element. Shape `out.shape + in.shape`."""
+
+    def jacfun(*args: Any, **kwargs: Any) -> Any:
+        nums = _argnums_tuple("jacrev", argnums, len(args))
+        _check_differentiable("jacrev", args, nums)
+        diff = [args[i] for i in nums]
+
+        def partial_fun(*diff_args):
+            return fun(*_replace_args(args, nums, diff_args), **kwargs)
+
+        out, vjp_fn = vjp(partial_fun, *diff)
+        flat_out, out_tree = tree_flatten(out)
+        out_avals = [get_aval(o).strip_weak() for o in flat_out]
+        flat_in, _ = tree_flatten(tuple(diff))
+        in_avals = [get_aval(_as_leaf(x)).strip_weak() for x in flat_in]
+        rows = []
+        for k, aval in enumerate(out_avals):
+            for j in range(aval.size):
+                ct = [_std_basis(a, j) if m == k else np.zeros(a.shape, a.dtype)
+                      for m, a in enumerate(out_avals)]
+                rows.append(tree_flatten(vjp_fn(tree_unflatten(out_tree, ct)))[0])
+        # rows are indexed by output element; blocks want out.shape + in.shape.
+        from . import numpy as fnp
+
+        blocks_t = _jacobian_blocks(rows, out_avals, in_avals)  # [in][out]: in.shape + out.shape
+        blocks = []
+        for i, o_aval in enumerate(out_avals):
+            row = []
+            for k, i_aval in enumerate(in_avals):
+                b = blocks_t[k][i]
+                perm = tuple(range(i_aval.ndim, i_aval.ndim + o_aval.ndim)) + tuple(range(i_aval.ndim))
+                row.append(fnp.transpose(b, perm))
+            blocks.append(row)
+        arg_trees = [tree_structure(a) for a in diff]
+        return _jac_tree(blocks, out_tree, arg_trees, nums, isinstance(argnums, int))
+
+    _wrap_name(jacfun, fun, "jacrev")
+    return jacfun
+
+
+def hessian(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """Second derivatives: `jacfwd(jacrev(fun))`."""
+    h = jacfwd(jacrev(fun, argnums), argnums)
+    _wrap_name(h, fun, "hessian")
+    return h
+
+
+# ============================================================================ staging
+
+
+def make_jaxpr(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Callable:
+    """A function that traces `fun` on its arguments' shapes and dtypes and returns the IR."""
+    static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+
+    def make(*args: Any, **kwargs: Any) -> ClosedJaxpr:
+        nums = {i % len(args) for i in static} if args else set()
+        dynamic = [i for i in range(len(args)) if i not in nums]
+        flat, in_tree = tree_flatten(tuple(args[i] for i in dynamic))
+        in_avals = [_leaf_aval("make_jaxpr", "an argument", _as_leaf(x)) for x in flat]
+        store = _OutStore()
+
+        def with_static(*dyn):
+            return fun(*_replace_args(args, tuple(dynamic), dyn), **kwargs)
+
+        flat_fun = _flatten_fun(with_static, in_tree, store, False, "make_jaxpr")
+        return trace_to_jaxpr(flat_fun, in_avals, "make_jaxpr")
+
+    _wrap_name(make, fun, "make_jaxpr")
+    return make
