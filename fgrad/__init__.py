@@ -1,8 +1,20 @@
 """fgrad: composable function transforms (grad, jvp, vjp, vmap, jit) over NumPy arrays."""
 
-from . import lax, tree_util  # noqa: F401
+from . import (  # noqa: F401
+    lax,
+    numpy,  # noqa: F401,E402  (attaches array methods to tracers)
+    tree_util,
+)
 from .api import (  # noqa: F401
-    grad, hessian, jacfwd, jacrev, jvp, linearize, make_jaxpr, value_and_grad, vjp,
+    grad,
+    hessian,
+    jacfwd,
+    jacrev,
+    jvp,
+    linearize,
+    make_jaxpr,
+    value_and_grad,
+    vjp,
 )
 from .lax import stop_gradient  # noqa: F401
 

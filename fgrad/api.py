@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from . import dtypes
-from .core import Tracer, current_interpreter, eval_jaxpr, get_aval, new_interpreter, using
 from .core import _ROOT as ROOT_INTERPRETER
+from .core import Tracer, current_interpreter, eval_jaxpr, get_aval, new_interpreter, using
 from .interpreters.jvp import Zero, jvp_flat
 from .interpreters.staging import StagingInterpreter, trace_to_jaxpr
 from .interpreters.transpose import backward_pass
@@ -423,7 +423,8 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
             row = []
             for k, i_aval in enumerate(in_avals):
                 b = blocks_t[k][i]
-                perm = tuple(range(i_aval.ndim, i_aval.ndim + o_aval.ndim)) + tuple(range(i_aval.ndim))
+                n_in, n_out = i_aval.ndim, o_aval.ndim
+                perm = tuple(range(n_in, n_in + n_out)) + tuple(range(n_in))
                 row.append(fnp.transpose(b, perm))
             blocks.append(row)
         arg_trees = [tree_structure(a) for a in diff]

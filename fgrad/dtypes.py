@@ -50,9 +50,9 @@ def result_type(*typed: tuple[np.dtype, bool]) -> tuple[np.dtype, bool]:
     all_weak = all(weak for _, weak in typed)
     if all_weak:
         # Two weak scalars: NumPy gives the default dtype of the widest kind.
-        kinds = "biufc"
-        widest = max((np.dtype(d).kind for d, _ in typed), key=kinds.index)
-        return np.dtype(_PYTHON_SCALAR_DTYPE[[bool, int, int, float, complex][kinds.index(widest)]]), True
+        widest = max((np.dtype(d).kind for d, _ in typed), key="biufc".index)
+        python_type = {"b": bool, "i": int, "u": int, "f": float, "c": complex}[widest]
+        return _PYTHON_SCALAR_DTYPE[python_type], True
     return np.result_type(*exemplars), False
 
 

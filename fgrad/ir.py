@@ -120,7 +120,8 @@ class Jaxpr:
 
     __slots__ = ("constvars", "invars", "outvars", "eqns")
 
-    def __init__(self, constvars: list[Var], invars: list[Var], outvars: list[Atom], eqns: list[Eqn]):
+    def __init__(self, constvars: list[Var], invars: list[Var], outvars: list[Atom],
+                 eqns: list[Eqn]):
         self.constvars = constvars
         self.invars = invars
         self.outvars = outvars

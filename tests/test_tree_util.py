@@ -554,3 +554,12 @@ def test_random_treedef_equality_matches_structure(a, b):
     else:
         with pytest.raises(ValueError, match="tree_map"):
             tree_map(lambda x, y: None, a, b)
+
+
+@given(trees)
+def test_random_deepcopy_has_equal_structure(tree):
+    treedef = tree_structure(tree)
+    copied = tree_structure(copy.deepcopy(tree))
+    assert copied == treedef
+    assert hash(copied) == hash(treedef)
+    assert repr(copied) == repr(treedef)

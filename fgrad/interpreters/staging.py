@@ -105,7 +105,9 @@ def dce_jaxpr(jaxpr: Jaxpr) -> tuple[Jaxpr, list[bool]]:
 
 
 def trace_to_jaxpr(
-    fun: Callable[..., Sequence[Any]], in_avals: Sequence[ShapedArray], transform: str = "make_jaxpr"
+    fun: Callable[..., Sequence[Any]],
+    in_avals: Sequence[ShapedArray],
+    transform: str = "make_jaxpr",
 ) -> ClosedJaxpr:
     """Trace `fun` (flat list in, flat list out) on abstract arguments into a closed jaxpr."""
     with new_interpreter(StagingInterpreter, transform) as interp:

@@ -673,7 +673,8 @@ def _broadcast_in_dim_aval(x, *, shape, broadcast_dimensions):
 def _broadcast_in_dim_transpose(ct, x, *, shape, broadcast_dimensions):
     in_shape = x.aval.shape
     new_axes = [d for d in range(len(shape)) if d not in broadcast_dimensions]
-    stretched = [d for i, d in enumerate(broadcast_dimensions) if in_shape[i] == 1 and shape[d] != 1]
+    stretched = [d for i, d in enumerate(broadcast_dimensions)
+                 if in_shape[i] == 1 and shape[d] != 1]
     summed = reduce_sum(ct, tuple(sorted(new_axes + stretched)))
     return [reshape(summed, in_shape)]
 
@@ -854,8 +855,8 @@ def _pad_impl(x, padding_value, *, padding_config):
         widths[axis] = (builtins.max(lo, 0), builtins.max(hi, 0))
         out = np.pad(out, widths, constant_values=padding_value)
         if lo < 0 or hi < 0:
-            out = np.take(out, np.arange(builtins.max(-lo, 0), out.shape[axis] - builtins.max(-hi, 0)),
-                          axis=axis)
+            keep = np.arange(builtins.max(-lo, 0), out.shape[axis] - builtins.max(-hi, 0))
+            out = np.take(out, keep, axis=axis)
     return out
 
 
@@ -1137,9 +1138,6 @@ def argmin(x: Array, axis: int, index_dtype: Any = np.int64) -> Array:
 
 
 # ============================================================================ dot_general
-
-DimensionNumbers = tuple[tuple[tuple[int, ...], tuple[int, ...]], tuple[tuple[int, ...], tuple[int, ...]]]
-
 
 def dot_general(x: Array, y: Array, dimension_numbers: Any) -> Array:
     """Contract `x` and `y`: ((x_contract, y_contract), (x_batch, y_batch)).
