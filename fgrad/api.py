@@ -68,10 +68,13 @@ def _materialize(x: Any, aval: ShapedArray) -> Any:
 
 
 def _fresh(outs: Sequence[Any], ins: Sequence[Any]) -> list[Any]:
-    """Results handed to the user are writable and never alias an input."""
+    """Results handed to the user: 0-d values as NumPy scalars (as NumPy's reductions
+    return them), arrays writable and never aliasing an input."""
     result = []
     for o in outs:
-        if isinstance(o, np.ndarray) and (
+        if isinstance(o, np.ndarray) and o.ndim == 0:
+            o = o[()]
+        elif isinstance(o, np.ndarray) and (
             not o.flags.writeable
             or any(isinstance(i, np.ndarray) and np.may_share_memory(o, i) for i in ins)
         ):
@@ -207,27 +210,31 @@ def linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
 
 def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple[Any, ...]:
     """`(fun(*primals), vjp_fn)`; `vjp_fn(cotangent)` gives one cotangent per primal."""
+    return _vjp(fun, primals, has_aux, "vjp")
+
+
+def _vjp(fun: Callable, primals: tuple, has_aux: bool, fname: str) -> tuple[Any, ...]:
     flat_p, in_tree = tree_flatten(primals)
     flat_p = [_as_leaf(p) for p in flat_p]
-    in_avals = [_leaf_aval("vjp", "primals", p) for p in flat_p]
+    in_avals = [_leaf_aval(fname, "primals", p) for p in flat_p]
     store = _OutStore()
-    out_p, linear = linearize_flat(_flatten_fun(fun, in_tree, store, has_aux, "vjp"),
-                                   flat_p, "vjp")
+    out_p, linear = linearize_flat(_flatten_fun(fun, in_tree, store, has_aux, fname),
+                                   flat_p, fname)
     out_tree = store.tree
     out_avals = [get_aval(p).strip_weak() for p in out_p]
 
     def vjp_fn(cotangent: Any) -> tuple[Any, ...]:
         flat_ct, ct_tree = tree_flatten(cotangent)
         if ct_tree != out_tree:
-            raise ValueError(f"vjp: the cotangent has structure {ct_tree} but the function's "
+            raise ValueError(f"{fname}: the cotangent has structure {ct_tree} but the function's "
                              f"output has structure {out_tree}")
         checked = []
         for ct, aval in zip(flat_ct, out_avals):
             if dtypes.python_scalar_dtype(ct) is not None:
                 ct = np.asarray(ct, aval.dtype)
-            ct_aval = _leaf_aval("vjp", "the cotangent", ct)
+            ct_aval = _leaf_aval(fname, "the cotangent", ct)
             if ct_aval.shape != aval.shape or ct_aval.dtype != aval.dtype:
-                raise ValueError(f"vjp: a cotangent has type {ct_aval.str_short()} but the "
+                raise ValueError(f"{fname}: a cotangent has type {ct_aval.str_short()} but the "
                                  f"output it belongs to has type {aval.str_short()}")
             checked.append(ct)
         cts_in = backward_pass(linear.jaxpr, linear.consts, checked)
@@ -278,7 +285,7 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
         def partial_fun(*diff_args):
             return fun(*_replace_args(args, nums, diff_args), **kwargs)
 
-        result = vjp(partial_fun, *[args[i] for i in nums], has_aux=has_aux)
+        result = _vjp(partial_fun, tuple(args[i] for i in nums), has_aux, fname)
         out, vjp_fn = result[0], result[1]
         aval = _leaf_aval(fname, "the output", out) if not isinstance(out, (tuple, list, dict)) \
             else None
@@ -403,7 +410,7 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         def partial_fun(*diff_args):
             return fun(*_replace_args(args, nums, diff_args), **kwargs)
 
-        out, vjp_fn = vjp(partial_fun, *diff)
+        out, vjp_fn = _vjp(partial_fun, tuple(diff), False, "jacrev")
         flat_out, out_tree = tree_flatten(out)
         out_avals = [get_aval(o).strip_weak() for o in flat_out]
         flat_in, _ = tree_flatten(tuple(diff))

