@@ -15,6 +15,7 @@ from .api import (  # noqa: F401
     make_jaxpr,
     value_and_grad,
     vjp,
+    vmap,
 )
 from .lax import stop_gradient  # noqa: F401
 

@@ -470,3 +470,103 @@ def make_jaxpr(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Calla
 
     _wrap_name(make, fun, "make_jaxpr")
     return make
+
+
+# ============================================================================ batching
+
+
+def _axes_per_leaf(fname: str, what: str, axes: Any, tree: Any) -> list[Any]:
+    from .tree_util import broadcast_prefix
+
+    try:
+        return broadcast_prefix(axes, tree, is_leaf=lambda x: x is None)
+    except ValueError as err:
+        raise ValueError(
+            f"{fname}: {what}={axes!r} is not a prefix of the structure of the "
+            f"{'arguments' if what == 'in_axes' else 'outputs'} ({tree_structure(tree)}): "
+            f"{err}"
+        ) from None
+
+
+def _normalize_batch_axis(fname: str, what: str, axis: Any, ndim: int, where: str) -> int | None:
+    if axis is None:
+        return None
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"{fname}: {what} entries must be int or None, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{fname}: {what} axis {axis} is out of range for {where} of rank "
+                         f"{ndim if what == 'in_axes' else ndim - 1}")
+    return int(axis) % ndim
+
+
+def _move_axis(x: Any, src: int | None, dst: int, axis_size: int) -> Any:
+    """Put the batch axis of x (at src, or absent) at position dst."""
+    from .lax import lax
+
+    if src is None:
+        aval = get_aval(x)
+        shape = aval.shape[:dst] + (axis_size,) + aval.shape[dst:]
+        dims = tuple(i for i in range(len(shape)) if i != dst)
+        return lax.broadcast_in_dim(x, shape, dims)
+    if src == dst:
+        return x
+    perm = [i for i in range(get_aval(x).ndim) if i != src]
+    perm.insert(dst, src)
+    return lax.transpose(x, perm)
+
+
+def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
+    """Map `fun` over an axis of its arguments, as one batched computation.
+
+    `in_axes` gives the mapped axis of each argument (an int, None for an unmapped
+    argument, or a pytree prefix of the arguments); `out_axes` places the batch axis
+    in the outputs.
+    """
+
+    def vmapped(*args: Any) -> Any:
+        axes_tree = tuple(in_axes) if isinstance(in_axes, list) else in_axes
+        if isinstance(axes_tree, tuple) and len(axes_tree) != len(args):
+            raise ValueError(f"vmap: in_axes has {len(axes_tree)} entries but the function was "
+                             f"called with {len(args)} positional arguments")
+        flat, in_tree = tree_flatten(args)
+        flat = [_as_leaf(x) for x in flat]
+        axes = _axes_per_leaf("vmap", "in_axes", axes_tree, args)
+        dims, sizes = [], []
+        for i, (x, ax) in enumerate(zip(flat, axes)):
+            aval = _leaf_aval("vmap", "an argument", x)
+            d = _normalize_batch_axis("vmap", "in_axes", ax, aval.ndim, f"argument leaf {i} "
+                                      f"of shape {aval.shape}")
+            dims.append(d)
+            if d is not None:
+                sizes.append((i, aval.shape, d, aval.shape[d]))
+        if not sizes:
+            raise ValueError("vmap: in_axes maps no argument (all None); at least one "
+                             "argument must have a batch axis")
+        if len({s for *_, s in sizes}) > 1:
+            listed = "; ".join(f"argument leaf {i} of shape {shape} has size {s} along axis "
+                               f"{d}" for i, shape, d, s in sizes)
+            raise ValueError(f"vmap: the mapped axes have different sizes: {listed}")
+        axis_size = sizes[0][3]
+        store = _OutStore()
+        from .interpreters.batching import batch_flat
+
+        outs, out_dims = batch_flat(_flatten_fun(fun, in_tree, store, False, "vmap"),
+                                    axis_size, flat, dims)
+        out_shaped = tree_unflatten(store.tree, list(range(len(outs))))  # leaves as stand-ins
+        out_ax = _axes_per_leaf("vmap", "out_axes", out_axes, out_shaped)
+        results = []
+        for o, d, ax in zip(outs, out_dims, out_ax):
+            ndim = get_aval(o).ndim + (1 if d is None else 0)
+            if ax is None:
+                if d is not None:
+                    raise ValueError("vmap: out_axes=None for an output that depends on the "
+                                     "mapped inputs; only unbatched outputs can have None")
+                results.append(o)
+                continue
+            dst = _normalize_batch_axis("vmap", "out_axes", ax, ndim, "an output")
+            results.append(_move_axis(o, d, dst, axis_size))
+        results = [_materialize(r, get_aval(r)) for r in results]
+        return tree_unflatten(store.tree, _fresh(results, flat))
+
+    _wrap_name(vmapped, fun, "vmap")
+    return vmapped

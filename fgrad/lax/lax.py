@@ -80,6 +80,7 @@ def elementwise(name: str, numpy_fn: Callable, kinds: str, out_dtype: Any = None
     prim = Primitive(name)
     prim.impl = _quiet(numpy_fn)
     prim.abstract_eval_rule = _elementwise_aval(name, kinds, out_dtype)
+    defbroadcasting(prim)
     return prim
 
 
@@ -126,6 +127,40 @@ def deflinear(prim: Primitive, transpose: Callable) -> None:
 
     prim.jvp = jvp
     prim.transpose = transpose
+
+
+def batch_at_front(x: Any, dim: int | None, axis_size: int) -> Any:
+    """x with its batch axis first; an unbatched x is broadcast along a new first axis."""
+    if dim is None:
+        shape = get_aval(x).shape
+        return broadcast_in_dim(x, (axis_size, *shape), tuple(range(1, len(shape) + 1)))
+    if dim == 0:
+        return x
+    perm = list(range(get_aval(x).ndim))
+    perm.insert(0, perm.pop(dim))
+    return transpose(x, perm)
+
+
+def defbroadcasting(prim: Primitive) -> None:
+    """Batching for same-shape elementwise primitives: give every operand the batch axis."""
+
+    def rule(vals, dims, *, axis_size, **params):
+        if all(d == dims[0] for d in dims) and dims[0] is not None:
+            return prim.bind(*vals, **params), dims[0]
+        return prim.bind(*[batch_at_front(v, d, axis_size) for v, d in zip(vals, dims)],
+                         **params), 0
+
+    prim.batch = rule
+
+
+def defvectorized(prim: Primitive) -> None:
+    """Batching for one-operand primitives that act on each element alone."""
+    prim.batch = lambda vals, dims, *, axis_size, **params: (prim.bind(vals[0], **params),
+                                                              dims[0])
+
+
+def _shifted(axes: Sequence[int]) -> tuple[int, ...]:
+    return tuple(a + 1 for a in axes)
 
 
 def _scalar_to(x: Any, like: Any) -> Any:
@@ -304,6 +339,7 @@ def _integer_pow_jvp(g, ans, x, *, y):
 integer_pow_p = Primitive("integer_pow")
 integer_pow_p.impl = _integer_pow_impl
 integer_pow_p.abstract_eval_rule = _elementwise_aval("integer_pow", NUMERIC)
+defvectorized(integer_pow_p)
 defjvp(integer_pow_p, _integer_pow_jvp)
 
 
@@ -589,6 +625,7 @@ select_n_p.impl = _select_n_impl
 select_n_p.abstract_eval_rule = _select_n_aval
 select_n_p.jvp = _select_n_jvp
 select_n_p.transpose = _select_n_transpose
+defbroadcasting(select_n_p)
 
 
 # ============================================================================ dtype conversion
@@ -621,6 +658,7 @@ convert_element_type_p.abstract_eval_rule = (
 )
 convert_element_type_p.jvp = _convert_jvp
 convert_element_type_p.transpose = _convert_transpose
+defvectorized(convert_element_type_p)
 
 
 # ============================================================================ shapes
@@ -683,6 +721,9 @@ broadcast_in_dim_p = Primitive("broadcast_in_dim")
 broadcast_in_dim_p.impl = _broadcast_in_dim_impl
 broadcast_in_dim_p.abstract_eval_rule = _broadcast_in_dim_aval
 deflinear(broadcast_in_dim_p, _broadcast_in_dim_transpose)
+broadcast_in_dim_p.batch = lambda vals, dims, *, axis_size, shape, broadcast_dimensions: (
+    broadcast_in_dim(batch_at_front(vals[0], dims[0], axis_size), (axis_size, *shape),
+                     (0, *_shifted(broadcast_dimensions))), 0)
 
 
 def reshape(x: Array, new_sizes: Sequence[int]) -> Array:
@@ -703,6 +744,8 @@ reshape_p = Primitive("reshape")
 reshape_p.impl = lambda x, *, new_sizes: np.reshape(x, new_sizes)
 reshape_p.abstract_eval_rule = _reshape_aval
 deflinear(reshape_p, lambda ct, x, *, new_sizes: [reshape(ct, x.aval.shape)])
+reshape_p.batch = lambda vals, dims, *, axis_size, new_sizes: (
+    reshape(batch_at_front(vals[0], dims[0], axis_size), (axis_size, *new_sizes)), 0)
 
 
 def squeeze(x: Array, dimensions: Sequence[int]) -> Array:
@@ -721,6 +764,8 @@ squeeze_p = Primitive("squeeze")
 squeeze_p.impl = lambda x, *, dimensions: np.squeeze(x, axis=dimensions)
 squeeze_p.abstract_eval_rule = _squeeze_aval
 deflinear(squeeze_p, lambda ct, x, *, dimensions: [expand_dims(ct, dimensions)])
+squeeze_p.batch = lambda vals, dims, *, axis_size, dimensions: (
+    squeeze(batch_at_front(vals[0], dims[0], axis_size), _shifted(dimensions)), 0)
 
 
 def expand_dims(x: Array, dimensions: Sequence[int]) -> Array:
@@ -742,6 +787,8 @@ expand_dims_p = Primitive("expand_dims")
 expand_dims_p.impl = lambda x, *, dimensions: np.expand_dims(x, dimensions)
 expand_dims_p.abstract_eval_rule = _expand_dims_aval
 deflinear(expand_dims_p, lambda ct, x, *, dimensions: [squeeze(ct, dimensions)])
+expand_dims_p.batch = lambda vals, dims, *, axis_size, dimensions: (
+    expand_dims(batch_at_front(vals[0], dims[0], axis_size), _shifted(dimensions)), 0)
 
 
 def transpose(x: Array, permutation: Sequence[int]) -> Array:
@@ -763,6 +810,8 @@ transpose_p.impl = lambda x, *, permutation: np.transpose(x, permutation)
 transpose_p.abstract_eval_rule = _transpose_aval
 deflinear(transpose_p,
           lambda ct, x, *, permutation: [transpose(ct, tuple(np.argsort(permutation)))])
+transpose_p.batch = lambda vals, dims, *, axis_size, permutation: (
+    transpose(batch_at_front(vals[0], dims[0], axis_size), (0, *_shifted(permutation))), 0)
 
 
 def rev(x: Array, dimensions: Sequence[int]) -> Array:
@@ -780,6 +829,8 @@ rev_p = Primitive("rev")
 rev_p.impl = lambda x, *, dimensions: np.flip(x, dimensions)
 rev_p.abstract_eval_rule = _rev_aval
 deflinear(rev_p, lambda ct, x, *, dimensions: [rev(ct, dimensions)])
+rev_p.batch = lambda vals, dims, *, axis_size, dimensions: (
+    rev(batch_at_front(vals[0], dims[0], axis_size), _shifted(dimensions)), 0)
 
 
 def slice(  # noqa: A001 (lax's name)
@@ -830,6 +881,9 @@ slice_p = Primitive("slice")
 slice_p.impl = _slice_impl
 slice_p.abstract_eval_rule = _slice_aval
 deflinear(slice_p, _slice_transpose)
+slice_p.batch = lambda vals, dims, *, axis_size, start_indices, limit_indices, strides: (
+    slice(batch_at_front(vals[0], dims[0], axis_size), (0, *start_indices),
+          (axis_size, *limit_indices), (1, *strides)), 0)
 
 
 def pad(x: Array, padding_value: Array, padding_config: Sequence[tuple[int, int, int]]) -> Array:
@@ -904,6 +958,24 @@ pad_p.abstract_eval_rule = _pad_aval
 deflinear(pad_p, _pad_transpose)
 
 
+def _pad_batch(vals, dims, *, axis_size, padding_config):
+    x = batch_at_front(vals[0], dims[0], axis_size)
+    config = ((0, 0, 0), *padding_config)
+    if dims[1] is None:
+        return pad(x, vals[1], config), 0
+    # A batched padding value: pad with zeros, then put each member's value where
+    # padding landed (found by padding a mask).
+    dtype = get_aval(x).dtype
+    padded = pad(x, np.zeros((), dtype), config)
+    shape = get_aval(padded).shape
+    inside = pad(full(get_aval(x).shape, True, np.bool_), np.zeros((), np.bool_), config)
+    fill = broadcast_in_dim(batch_at_front(vals[1], dims[1], axis_size), shape, (0,))
+    return select_n(inside, fill, padded), 0
+
+
+pad_p.batch = _pad_batch
+
+
 def concatenate(operands: Sequence[Array], dimension: int) -> Array:
     operands = list(operands)
     if len(operands) == 1:
@@ -948,6 +1020,9 @@ concatenate_p = Primitive("concatenate")
 concatenate_p.impl = lambda *xs, dimension: np.concatenate(xs, axis=dimension)
 concatenate_p.abstract_eval_rule = _concatenate_aval
 deflinear(concatenate_p, _concatenate_transpose)
+concatenate_p.batch = lambda vals, dims, *, axis_size, dimension: (
+    concatenate([batch_at_front(v, d, axis_size) for v, d in zip(vals, dims)], dimension + 1),
+    0)
 
 
 def iota(dtype: Any, shape: Sequence[int], dimension: int) -> Array:
@@ -1018,6 +1093,19 @@ reduce_sum_p.abstract_eval_rule = _reduced_aval("reduce_sum", NUMERIC)
 deflinear(reduce_sum_p, _reduce_sum_transpose)
 
 
+def defreducer(prim: Primitive) -> None:
+    """Batching for reductions over `axes`: the batch axis goes first and is kept."""
+
+    def rule(vals, dims, *, axis_size, axes, **params):
+        x = batch_at_front(vals[0], dims[0], axis_size)
+        return prim.bind(x, axes=_shifted(axes), **params), 0
+
+    prim.batch = rule
+
+
+defreducer(reduce_sum_p)
+
+
 def _reduce_chooser_jvp(prim: Primitive):
     """max/min: the tangent at the chosen positions, averaged over ties."""
 
@@ -1047,11 +1135,13 @@ reduce_max_p = Primitive("reduce_max")
 reduce_max_p.impl = lambda x, *, axes: np.max(x, axis=axes)
 reduce_max_p.abstract_eval_rule = _reduced_aval("reduce_max", ANY)
 _reduce_chooser_jvp(reduce_max_p)
+defreducer(reduce_max_p)
 
 reduce_min_p = Primitive("reduce_min")
 reduce_min_p.impl = lambda x, *, axes: np.min(x, axis=axes)
 reduce_min_p.abstract_eval_rule = _reduced_aval("reduce_min", ANY)
 _reduce_chooser_jvp(reduce_min_p)
+defreducer(reduce_min_p)
 
 
 def reduce_prod(x: Array, axes: Sequence[int]) -> Array:
@@ -1107,6 +1197,7 @@ reduce_prod_p.impl = lambda x, *, axes: np.multiply.reduce(np.asarray(x), axis=a
                                                           dtype=np.asarray(x).dtype)
 reduce_prod_p.abstract_eval_rule = _reduced_aval("reduce_prod", NUMERIC)
 reduce_prod_p.jvp = _reduce_prod_jvp
+defreducer(reduce_prod_p)
 
 
 def _arg_reducer(name: str, numpy_fn: Callable) -> Primitive:
@@ -1122,6 +1213,7 @@ def _arg_reducer(name: str, numpy_fn: Callable) -> Primitive:
     prim.impl = lambda x, *, axes, index_dtype: numpy_fn(x, axis=axes[0]).astype(index_dtype)
     prim.abstract_eval_rule = aval_rule
     defjvp_zero(prim)
+    defreducer(prim)
     return prim
 
 
@@ -1238,6 +1330,26 @@ defjvp(
 dot_general_p.transpose = _dot_general_transpose
 
 
+def _dot_general_batch(vals, dims, *, axis_size, dimension_numbers):
+    (xc, yc), (xb, yb) = dimension_numbers
+    x, y = vals
+    if dims[0] is not None and dims[1] is not None:  # a new leading batch dimension
+        x, y = batch_at_front(x, dims[0], axis_size), batch_at_front(y, dims[1], axis_size)
+        numbers = ((_shifted(xc), _shifted(yc)), ((0, *_shifted(xb)), (0, *_shifted(yb))))
+        return dot_general(x, y, numbers), 0
+    if dims[0] is not None:  # the batch axis becomes x's first free axis
+        x = batch_at_front(x, dims[0], axis_size)
+        numbers = ((_shifted(xc), yc), (_shifted(xb), yb))
+        return dot_general(x, y, numbers), len(xb)
+    y = batch_at_front(y, dims[1], axis_size)  # the batch axis becomes y's first free axis
+    numbers = ((xc, _shifted(yc)), (xb, _shifted(yb)))
+    x_free = get_aval(x).ndim - len(xc) - len(xb)
+    return dot_general(x, y, numbers), len(xb) + x_free
+
+
+dot_general_p.batch = _dot_general_batch
+
+
 # ============================================================================ stop_gradient
 
 
@@ -1252,4 +1364,5 @@ stop_gradient_p = Primitive("stop_gradient")
 stop_gradient_p.impl = lambda x: x
 stop_gradient_p.abstract_eval_rule = lambda x: x
 defjvp_zero(stop_gradient_p)
+defvectorized(stop_gradient_p)
 
