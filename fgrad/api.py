@@ -327,41 +327,47 @@ def _wrap_name(wrapper: Callable, fun: Callable, transform: str) -> None:
 # ============================================================================ Jacobians
 
 
-def _std_basis(aval: ShapedArray, index: int):
-    e = np.zeros(aval.size, aval.dtype)
-    e[index] = 1
-    return e.reshape(aval.shape)
+def _basis_batch(avals: Sequence[ShapedArray]) -> list[np.ndarray]:
+    """The standard basis of the concatenated leaves, as one batch per leaf: leaf k gets
+    shape (N,) + its shape, with N the total size, and row j is basis vector j."""
+    total = sum(a.size for a in avals)
+    batches, offset = [], 0
+    for a in avals:
+        rows = np.zeros((total, a.size), a.dtype)
+        rows[offset:offset + a.size] = np.eye(a.size, dtype=a.dtype)
+        batches.append(rows.reshape((total, *a.shape)))
+        offset += a.size
+    return batches
 
 
-def _jacobian_blocks(rows: list[list[Any]], first_avals, second_avals) -> list[list[Any]]:
-    """rows[j][i]: the derivative along basis vector j of the *first* tree's concatenated
-    leaves, seen in leaf i of the second tree. Returns block[i][k] of shape
-    second_i.shape + first_k.shape."""
-    from . import numpy as fnp
+def _split_rows(batched: Any, avals: Sequence[ShapedArray], inner_shape: tuple) -> list[Any]:
+    """Rows of a batched result (batch axis first, then `inner_shape`), split into one
+    block per leaf of `avals`, each reshaped to leaf.shape + inner_shape."""
+    from .lax import lax
 
     blocks, offset = [], 0
-    spans = []
-    for aval in first_avals:
-        spans.append((offset, aval))
-        offset += aval.size
-    for i, s_aval in enumerate(second_avals):
-        row_blocks = []
-        for start, f_aval in spans:
-            if f_aval.size == 0 or s_aval.size == 0:
-                row_blocks.append(np.zeros(s_aval.shape + f_aval.shape, s_aval.dtype))
-                continue
-            stacked = fnp.stack([rows[j][i] for j in range(start, start + f_aval.size)], axis=-1)
-            row_blocks.append(fnp.reshape(stacked, s_aval.shape + f_aval.shape))
-        blocks.append(row_blocks)
+    n = len(inner_shape)
+    for a in avals:
+        rows = lax.slice(batched, (offset, *[0] * n), (offset + a.size, *inner_shape))
+        blocks.append(lax.reshape(rows, (*a.shape, *inner_shape)))
+        offset += a.size
     return blocks
 
 
-def _jac_tree(blocks, out_tree, in_tree_per_arg, argnums, int_argnums: bool):
+def _to_out_first(block: Any, in_ndim: int, out_ndim: int) -> Any:
+    """in.shape + out.shape -> out.shape + in.shape."""
+    from .lax import lax
+
+    perm = tuple(range(in_ndim, in_ndim + out_ndim)) + tuple(range(in_ndim))
+    return lax.transpose(block, perm)
+
+
+def _jac_tree(blocks, out_tree, arg_trees, int_argnums: bool):
     """Nest blocks as JAX does: the output's tree, each leaf a tree of the inputs."""
     out_leaves = []
     for row in blocks:
         per_arg, k = [], 0
-        for tree in in_tree_per_arg:
+        for tree in arg_trees:
             n = tree.num_leaves
             per_arg.append(tree_unflatten(tree, row[k:k + n]))
             k += n
@@ -369,76 +375,53 @@ def _jac_tree(blocks, out_tree, in_tree_per_arg, argnums, int_argnums: bool):
     return tree_unflatten(out_tree, out_leaves)
 
 
-def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
-    """The Jacobian by forward mode: one JVP per input element. Shape `out.shape + in.shape`."""
-
+def _jacobian(fname: str, fun: Callable, argnums: int | Sequence[int], forward: bool
+              ) -> Callable:
     def jacfun(*args: Any, **kwargs: Any) -> Any:
-        nums = _argnums_tuple("jacfwd", argnums, len(args))
-        _check_differentiable("jacfwd", args, nums)
-        diff = [args[i] for i in nums]
+        nums = _argnums_tuple(fname, argnums, len(args))
+        _check_differentiable(fname, args, nums)
+        diff = tuple(args[i] for i in nums)
 
         def partial_fun(*diff_args):
             return fun(*_replace_args(args, nums, diff_args), **kwargs)
 
-        out, f_jvp = linearize(partial_fun, *diff)
-        flat_in, in_tree = tree_flatten(tuple(diff))
+        flat_in, in_tree = tree_flatten(diff)
         in_avals = [get_aval(_as_leaf(x)).strip_weak() for x in flat_in]
-        flat_out, out_tree = tree_flatten(out)
-        out_avals = [get_aval(o) for o in flat_out]
-        columns = []
-        for k, aval in enumerate(in_avals):
-            for j in range(aval.size):
-                tangent = [_std_basis(a, j) if m == k else np.zeros(a.shape, a.dtype)
-                           for m, a in enumerate(in_avals)]
-                columns.append(tree_flatten(f_jvp(*tree_unflatten(in_tree, tangent)))[0])
-        blocks = _jacobian_blocks(columns, in_avals, out_avals)
+        if forward:  # one batched JVP over the input basis
+            out, f_jvp = linearize(partial_fun, *diff)
+            flat_out, out_tree = tree_flatten(out)
+            out_avals = [get_aval(o).strip_weak() for o in flat_out]
+            basis = tree_unflatten(in_tree, _basis_batch(in_avals))
+            columns = tree_flatten(vmap(f_jvp)(*basis))[0]  # each (N_in,) + out.shape
+            per_in = [_split_rows(c, in_avals, o.shape) for c, o in zip(columns, out_avals)]
+            blocks = [[_to_out_first(b, i.ndim, o.ndim) for b, i in zip(row, in_avals)]
+                      for row, o in zip(per_in, out_avals)]
+        else:  # one batched VJP over the output basis
+            out, vjp_fn = _vjp(partial_fun, diff, False, fname)
+            flat_out, out_tree = tree_flatten(out)
+            out_avals = [get_aval(o).strip_weak() for o in flat_out]
+            basis = tree_unflatten(out_tree, _basis_batch(out_avals))
+            rows = tree_flatten(vmap(vjp_fn)(basis))[0]  # each (N_out,) + in.shape
+            per_in = [_split_rows(r, out_avals, i.shape) for r, i in zip(rows, in_avals)]
+            blocks = [[per_in[k][m] for k in range(len(in_avals))]
+                      for m in range(len(out_avals))]
+        blocks = [[_materialize(b, get_aval(b)) for b in row] for row in blocks]
+        blocks = [_fresh(row, flat_in) for row in blocks]
         arg_trees = [tree_structure(a) for a in diff]
-        return _jac_tree(blocks, out_tree, arg_trees, nums, isinstance(argnums, int))
+        return _jac_tree(blocks, out_tree, arg_trees, isinstance(argnums, int))
 
-    _wrap_name(jacfun, fun, "jacfwd")
+    _wrap_name(jacfun, fun, fname)
     return jacfun
+
+
+def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """The Jacobian by forward mode (a batched JVP per input element): `out.shape + in.shape`."""
+    return _jacobian("jacfwd", fun, argnums, forward=True)
 
 
 def jacrev(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
-    """The Jacobian by reverse mode: one VJP per output element. Shape `out.shape + in.shape`."""
-
-    def jacfun(*args: Any, **kwargs: Any) -> Any:
-        nums = _argnums_tuple("jacrev", argnums, len(args))
-        _check_differentiable("jacrev", args, nums)
-        diff = [args[i] for i in nums]
-
-        def partial_fun(*diff_args):
-            return fun(*_replace_args(args, nums, diff_args), **kwargs)
-
-        out, vjp_fn = _vjp(partial_fun, tuple(diff), False, "jacrev")
-        flat_out, out_tree = tree_flatten(out)
-        out_avals = [get_aval(o).strip_weak() for o in flat_out]
-        flat_in, _ = tree_flatten(tuple(diff))
-        in_avals = [get_aval(_as_leaf(x)).strip_weak() for x in flat_in]
-        rows = []
-        for k, aval in enumerate(out_avals):
-            for j in range(aval.size):
-                ct = [_std_basis(a, j) if m == k else np.zeros(a.shape, a.dtype)
-                      for m, a in enumerate(out_avals)]
-                rows.append(tree_flatten(vjp_fn(tree_unflatten(out_tree, ct)))[0])
-        # rows are indexed by output element; blocks want out.shape + in.shape.
-        from . import numpy as fnp
-
-        blocks_t = _jacobian_blocks(rows, out_avals, in_avals)  # [in][out]: in.shape + out.shape
-        blocks = []
-        for i, o_aval in enumerate(out_avals):
-            row = []
-            for k, i_aval in enumerate(in_avals):
-                b = blocks_t[k][i]
-                n_in, n_out = i_aval.ndim, o_aval.ndim
-                perm = tuple(range(n_in, n_in + n_out)) + tuple(range(n_in))
-                row.append(fnp.transpose(b, perm))
-            blocks.append(row)
-        arg_trees = [tree_structure(a) for a in diff]
-        return _jac_tree(blocks, out_tree, arg_trees, nums, isinstance(argnums, int))
-
-    _wrap_name(jacfun, fun, "jacrev")
-    return jacfun
+    """The Jacobian by reverse mode (a batched VJP per output element): `out.shape + in.shape`."""
+    return _jacobian("jacrev", fun, argnums, forward=False)
 
 
 def hessian(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
