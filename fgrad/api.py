@@ -59,12 +59,9 @@ def _materialize(x: Any, aval: ShapedArray) -> Any:
         from .lax import lax
 
         return lax.full(aval.shape, 0, aval.dtype)
-    if isinstance(x, Tracer):
+    if isinstance(x, Tracer) or isinstance(x, (np.ndarray, np.generic)):
         return x
-    x = np.asarray(x) if not isinstance(x, np.generic) else x
-    if x.dtype != aval.dtype:
-        x = x.astype(aval.dtype)
-    return x
+    return np.asarray(x, aval.dtype)  # a Python scalar
 
 
 def _fresh(outs: Sequence[Any], ins: Sequence[Any]) -> list[Any]:

@@ -666,9 +666,10 @@ defvectorized(convert_element_type_p)
 
 def full(shape: Sequence[int], fill_value: Any, dtype: Any) -> Array:
     """An array of `shape` filled with `fill_value`, via `broadcast_in_dim` of a scalar."""
-    scalar = np.asarray(fill_value, dtype=dtype)
     if isinstance(fill_value, Tracer):
         scalar = convert_element_type(fill_value, dtype)
+    else:
+        scalar = np.asarray(fill_value, dtype=dtype)
     return broadcast_in_dim(scalar, tuple(shape), ())
 
 
@@ -890,6 +891,7 @@ def pad(x: Array, padding_value: Array, padding_config: Sequence[tuple[int, int,
     """Pad each axis with `(low, high, interior)` copies of the scalar `padding_value`;
     negative low/high crop."""
     config = tuple((int(lo), int(hi), int(it)) for lo, hi, it in padding_config)
+    padding_value = _scalar_to(padding_value, np.zeros((), get_aval(x).dtype))
     return pad_p.bind(x, padding_value, padding_config=config)
 
 

@@ -93,9 +93,13 @@ def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True,
     """`num` evenly spaced values from start to stop (differentiable in start and stop)."""
     if not isinstance(start, Tracer) and not isinstance(stop, Tracer):
         return np.linspace(start, stop, num, endpoint=endpoint, dtype=dtype)
+    from ._core import result_type
     from ._math import add, multiply, subtract
 
-    steps = np.linspace(0.0, 1.0, num, endpoint=endpoint)
+    # NumPy computes in result_type(start, stop, float(num)): float32 bounds stay float32.
+    computed, _ = result_type(value(start, "linspace"), value(stop, "linspace"), float(num))
+    steps = np.linspace(0.0, 1.0, num, endpoint=endpoint).astype(
+        computed if computed.kind == "f" else np.float64)
     out = add(start, multiply(subtract(stop, start), steps))
     return convert(out, dtype) if dtype is not None else out
 

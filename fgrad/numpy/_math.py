@@ -76,10 +76,11 @@ fmod = _binary("fmod", np.fmod, lax.rem, "Remainder with the sign of the dividen
 def power(x: Any, y: Any) -> Array:
     """x ** y elementwise. A Python integer exponent uses exact repeated multiplication."""
     x = value(x, "power")
-    if isinstance(y, (int, np.integer)) and not isinstance(y, bool):
-        dtype = ufunc_result_dtype(np.power, aval_of(x).dtype, np.dtype(np.int64)) \
-            if aval_of(x).dtype.kind in "iub" else aval_of(x).dtype
-        return lax.integer_pow(convert(x, dtype, aval_of(x).weak_type), int(y))
+    if isinstance(y, (int, np.integer)) and not isinstance(y, (bool, np.bool_)):
+        # NumPy's promotion: a Python int is weak (int8 ** 2 is int8, float32 ** 2 float32),
+        # a NumPy integer is not (float32 ** np.int64(2) is float64).
+        dtype, weak = result_type(x, y)
+        return lax.integer_pow(convert(x, dtype, weak), int(y))
     y = value(y, "power")
     dtype, weak = result_type(x, y)
     if dtype.kind != "f":
@@ -168,12 +169,19 @@ def reciprocal(x: Any) -> Array:
 def round(a: Any, decimals: int = 0) -> Array:  # noqa: A001 (NumPy's name)
     """Round half to even, to `decimals` places."""
     a = value(a, "round")
-    if aval_of(a).dtype.kind != "f":
-        return a
+    dtype = aval_of(a).dtype
+    if dtype.kind != "f":
+        if decimals >= 0 or dtype.kind not in "iu":
+            return a
+        # As NumPy: integers round to tens, hundreds, ... in float64, then cast back.
+        return convert(round(convert(a, np.float64), decimals), dtype)
     if decimals == 0:
         return lax.round(a)
-    scale = 10.0 ** decimals
-    return lax.div(lax.round(lax.mul(a, scale)), scale)
+    if decimals > 0:  # NumPy's order of operations: x * 10**d, rint, / 10**d
+        scale = 10.0 ** decimals
+        return lax.div(lax.round(lax.mul(a, scale)), scale)
+    scale = 10.0 ** -decimals  # and x / 10**-d, rint, * 10**-d
+    return lax.mul(lax.round(lax.div(a, scale)), scale)
 
 
 around = round
