@@ -283,13 +283,10 @@ def test_wrong_primal_of_jvp_fails():
 
 
 def test_wrong_tangent_dtype_fails():
-    # Eager jvp casts the float64 tangent back to float32, but under an outer jvp it leaks:
-    # the JVP as a function then has a float64 output where f's JVP evaluated eagerly is
-    # float32.
+    # A rule that returns a float64 tangent for a float32 primal is caught at order 1.
     x = _rand((3,), np.float32)
-    check_grads(upcast_p.bind, (x,), order=1)
     with pytest.raises(AssertionError, match="expected dtype float32, got float64"):
-        check_grads(upcast_p.bind, (x,), order=2, modes=("fwd",))
+        check_grads(upcast_p.bind, (x,), order=1, modes=("fwd",))
 
 
 def test_deterministic():
