@@ -19,7 +19,7 @@ from .core import _ROOT as ROOT_INTERPRETER
 from .core import Tracer, current_interpreter, eval_jaxpr, get_aval, new_interpreter, using
 from .interpreters.jvp import Zero, jvp_flat
 from .interpreters.staging import StagingInterpreter, trace_to_jaxpr
-from .interpreters.transpose import backward_pass
+from .interpreters.transpose import UndefinedPrimal, backward_pass
 from .ir import ClosedJaxpr, ShapedArray
 from .tree_util import tree_flatten, tree_map, tree_structure, tree_unflatten
 
@@ -234,7 +234,8 @@ def _vjp(fun: Callable, primals: tuple, has_aux: bool, fname: str) -> tuple[Any,
                 raise ValueError(f"{fname}: a cotangent has type {ct_aval.str_short()} but the "
                                  f"output it belongs to has type {aval.str_short()}")
             checked.append(ct)
-        cts_in = backward_pass(linear.jaxpr, linear.consts, checked)
+        undefined = [UndefinedPrimal(v.aval) for v in linear.jaxpr.invars]
+        cts_in = backward_pass(linear.jaxpr, linear.consts, undefined, checked)
         cts_in = [_materialize(ct, a.strip_weak()) for ct, a in zip(cts_in, in_avals)]
         return tuple(tree_unflatten(in_tree, _fresh(cts_in, checked)))
 
@@ -385,11 +386,14 @@ def _jacobian(fname: str, fun: Callable, argnums: int | Sequence[int], forward: 
         flat_in, in_tree = tree_flatten(diff)
         in_avals = [get_aval(_as_leaf(x)).strip_weak() for x in flat_in]
         if forward:  # one batched JVP over the input basis
-            out, f_jvp = linearize(partial_fun, *diff)
+            def tangent_out(*tangents):
+                return jvp(partial_fun, diff, tangents)
+
+            basis = tree_unflatten(in_tree, _basis_batch(in_avals))
+            out, columns = vmap(tangent_out, out_axes=(None, 0))(*basis)
             flat_out, out_tree = tree_flatten(out)
             out_avals = [get_aval(o).strip_weak() for o in flat_out]
-            basis = tree_unflatten(in_tree, _basis_batch(in_avals))
-            columns = tree_flatten(vmap(f_jvp)(*basis))[0]  # each (N_in,) + out.shape
+            columns = tree_flatten(columns)[0]  # each (N_in,) + out.shape
             per_in = [_split_rows(c, in_avals, o.shape) for c, o in zip(columns, out_avals)]
             blocks = [[_to_out_first(b, i.ndim, o.ndim) for b, i in zip(row, in_avals)]
                       for row, o in zip(per_in, out_avals)]
@@ -468,6 +472,16 @@ def _axes_per_leaf(fname: str, what: str, axes: Any, tree: Any) -> list[Any]:
         ) from None
 
 
+def _leaf_names(tree: Any, name: str) -> list[str]:
+    """For error messages: `name` for a lone leaf, else "leaf j of <name>" per leaf."""
+    from .tree_util import treedef_is_leaf
+
+    treedef = tree_structure(tree)
+    if treedef_is_leaf(treedef):
+        return [name]
+    return [f"leaf {j} of {name}" for j in range(treedef.num_leaves)]
+
+
 def _normalize_batch_axis(fname: str, what: str, axis: Any, ndim: int, where: str) -> int | None:
     if axis is None:
         return None
@@ -511,20 +525,21 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
         flat, in_tree = tree_flatten(args)
         flat = [_as_leaf(x) for x in flat]
         axes = _axes_per_leaf("vmap", "in_axes", axes_tree, args)
+        names = [n for i, a in enumerate(args) for n in _leaf_names(a, f"argument {i}")]
         dims, sizes = [], []
-        for i, (x, ax) in enumerate(zip(flat, axes)):
+        for name, x, ax in zip(names, flat, axes):
             aval = _leaf_aval("vmap", "an argument", x)
-            d = _normalize_batch_axis("vmap", "in_axes", ax, aval.ndim, f"argument leaf {i} "
+            d = _normalize_batch_axis("vmap", "in_axes", ax, aval.ndim, f"{name} "
                                       f"of shape {aval.shape}")
             dims.append(d)
             if d is not None:
-                sizes.append((i, aval.shape, d, aval.shape[d]))
+                sizes.append((name, aval.shape, d, aval.shape[d]))
         if not sizes:
             raise ValueError("vmap: in_axes maps no argument (all None); at least one "
                              "argument must have a batch axis")
         if len({s for *_, s in sizes}) > 1:
-            listed = "; ".join(f"argument leaf {i} of shape {shape} has size {s} along axis "
-                               f"{d}" for i, shape, d, s in sizes)
+            listed = "; ".join(f"{name} of shape {shape} has size {s} along axis "
+                               f"{d}" for name, shape, d, s in sizes)
             raise ValueError(f"vmap: the mapped axes have different sizes: {listed}")
         axis_size = sizes[0][3]
         store = _OutStore()
@@ -535,15 +550,16 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
         out_shaped = tree_unflatten(store.tree, list(range(len(outs))))  # leaves as stand-ins
         out_ax = _axes_per_leaf("vmap", "out_axes", out_axes, out_shaped)
         results = []
-        for o, d, ax in zip(outs, out_dims, out_ax):
+        out_names = _leaf_names(out_shaped, "the output")
+        for o, d, ax, name in zip(outs, out_dims, out_ax, out_names):
             ndim = get_aval(o).ndim + (1 if d is None else 0)
             if ax is None:
                 if d is not None:
-                    raise ValueError("vmap: out_axes=None for an output that depends on the "
+                    raise ValueError(f"vmap: out_axes=None for {name}, which depends on the "
                                      "mapped inputs; only unbatched outputs can have None")
                 results.append(o)
                 continue
-            dst = _normalize_batch_axis("vmap", "out_axes", ax, ndim, "an output")
+            dst = _normalize_batch_axis("vmap", "out_axes", ax, ndim, name)
             results.append(_move_axis(o, d, dst, axis_size))
         results = [_materialize(r, get_aval(r)) for r in results]
         return tree_unflatten(store.tree, _fresh(results, flat))

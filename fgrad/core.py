@@ -37,7 +37,9 @@ class Primitive:
       abstract_eval(*avals, **params)            shape and dtype of the result
       jvp(primals, tangents, **params)           forward-mode derivative
       transpose(cts, *args, **params)            for primitives linear in some inputs
-      batch(args, dims, **params)                vmap (a later issue)
+      batch(args, dims, axis_size, **params)     vmap
+      partial_eval(interp, args, unknown, **ps)  split known/unknown work (control flow)
+      dce(eqn, used_outputs)                     drop unused outputs (control flow)
       lowering                                   Numba code generation (a later issue)
     """
 
@@ -49,6 +51,8 @@ class Primitive:
         self.jvp: Callable | None = None
         self.transpose: Callable | None = None
         self.batch: Callable | None = None
+        self.partial_eval: Callable | None = None
+        self.dce: Callable | None = None
         self.lowering: Callable | None = None
 
     def __repr__(self) -> str:

@@ -25,6 +25,7 @@ import pytest
 
 import fgrad
 from fgrad.core import eval_jaxpr
+from fgrad.ir import Jaxpr, Literal, Var
 from fgrad.ir import check_jaxpr as type_check_jaxpr
 from fgrad.test_util import check_grads
 
@@ -333,6 +334,30 @@ def check_jaxpr_agrees(fn: Callable, args: Sequence[Any], rtol: float = 0.0,
     outs = eval_jaxpr(closed.jaxpr, closed.consts, *args)
     assert_same([np.asarray(o) for o in outs], eager_leaves, rtol=rtol, atol=rtol,
                 what=f"{what}: eval_jaxpr against eager")
+    check_impls_match_avals(closed.jaxpr, closed.consts, args, what)
+
+
+def check_impls_match_avals(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any],
+                            what: str = "") -> None:
+    """Run every equation's NumPy impl and compare each result's shape and dtype with the
+    type its outvar was given by abstract evaluation (equation by equation, not just at
+    the outputs)."""
+    env: dict[Var, Any] = dict(zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.invars, args))
+
+    def read(atom):
+        return atom.val if isinstance(atom, Literal) else env[atom]
+
+    for eqn in jaxpr.eqns:
+        outs = eqn.primitive.impl(*[read(a) for a in eqn.invars], **eqn.params)
+        outs = outs if eqn.primitive.multiple_results else [outs]
+        for var, out in zip(eqn.outvars, outs):
+            got = (np.shape(out), np.asarray(out).dtype)
+            assert got == (var.aval.shape, var.aval.dtype), (
+                f"{what}: {eqn.primitive.name}{eqn.params}: impl gives {got}, abstract "
+                f"evaluation {var.aval}"
+            )
+            env[var] = out
 
 
 def check_jaxpr(spec: OpSpec, shapes: tuple[Shape, ...], dtype: np.dtype) -> None:

@@ -376,6 +376,11 @@ PAD_SPECS = [
     _pad("3d_mixed", ((0, 0, 0), (1, -1, 1), (-1, 2, 2)), [((2, 3, 4), ())]),
     _pad("scalar", (), [((), ())]),
     _pad("crop_everything", ((-3, 0, 0),), [((3,), ())]),
+    # Only the padding value is differentiated (the operand is a constant).
+    OpSpec("pad_value_only", lambda pv: lax.pad(np.arange(6.0).reshape(2, 3).astype(pv.dtype),
+                                                pv, ((1, -1, 1), (0, 2, 0))), 1, NORMAL,
+           ref=lambda pv: _pad_ref(np.arange(6.0).reshape(2, 3).astype(pv.dtype), pv,
+                                   ((1, -1, 1), (0, 2, 0))), shapes=[((),)]),
 ]
 
 

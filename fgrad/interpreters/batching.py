@@ -79,3 +79,44 @@ def batch_flat(
             outs = fun(*[interp.pack(a, d) for a, d in zip(args, in_dims)])
         pairs = [interp.lift(o) for o in outs]
     return [v for v, _ in pairs], [d for _, d in pairs]
+
+
+def move_batch_axis(x: Any, src: int | None, dst: int, axis_size: int) -> Any:
+    """x with its batch axis (at `src`, or absent when None) at position `dst`."""
+    from ..lax import lax
+
+    if src is None:
+        aval = get_aval(x)
+        shape = (*aval.shape[:dst], axis_size, *aval.shape[dst:])
+        return lax.broadcast_in_dim(x, shape, tuple(i for i in range(len(shape)) if i != dst))
+    if src == dst:
+        return x
+    perm = [i for i in range(get_aval(x).ndim) if i != src]
+    perm.insert(dst, src)
+    return lax.transpose(x, perm)
+
+
+def batch_jaxpr(closed: Any, axis_size: int, batched: Sequence[bool],
+                instantiate_out: bool | Sequence[bool]) -> tuple[Any, list[bool]]:
+    """`closed` applied to a batch, as a jaxpr. Batched inputs and outputs carry the batch
+    axis first; outputs are batched where they depend on a batched input or where
+    `instantiate_out` asks (then broadcast). Returns the jaxpr and which outputs are batched."""
+    from ..core import eval_jaxpr
+    from .staging import trace_to_jaxpr
+
+    n_out = len(closed.out_avals)
+    force = ([instantiate_out] * n_out if isinstance(instantiate_out, bool)
+             else list(instantiate_out))
+    in_avals = [a.update(shape=(axis_size, *a.shape)) if b else a
+                for a, b in zip(closed.in_avals, batched)]
+    out_batched: list[bool] = []
+
+    def batched_fun(*args):
+        outs, dims = batch_flat(lambda *xs: eval_jaxpr(closed.jaxpr, closed.consts, *xs),
+                                axis_size, args, [0 if b else None for b in batched])
+        out_batched[:] = [d is not None or f for d, f in zip(dims, force)]
+        return [move_batch_axis(o, d, 0, axis_size) if b else o
+                for o, d, b in zip(outs, dims, out_batched)]
+
+    jaxpr = trace_to_jaxpr(batched_fun, in_avals, "vmap")
+    return jaxpr, out_batched

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core import Interpreter, Tracer, get_aval, new_interpreter, using
-from ..ir import ShapedArray
+from ..ir import ClosedJaxpr, ShapedArray
 
 
 class Zero:
@@ -100,3 +100,31 @@ def jvp_flat(
             outs = fun(*[interp.pack(p, t) for p, t in zip(primals, tangents)])
         pairs = [interp.lift(o) for o in outs]
     return [p for p, _ in pairs], [t for _, t in pairs]
+
+
+def jvp_jaxpr(closed: ClosedJaxpr, nonzeros: Sequence[bool],
+              instantiate_out: bool | Sequence[bool]) -> tuple[ClosedJaxpr, list[bool]]:
+    """The JVP of `closed` as a jaxpr: (primals, nonzero tangents) -> (primal outputs,
+    tangent outputs). Output tangents that are symbolically zero are left out unless
+    `instantiate_out` asks for them; the returned mask says which are present."""
+    from ..core import eval_jaxpr
+    from .staging import trace_to_jaxpr
+
+    n_out = len(closed.out_avals)
+    force = ([instantiate_out] * n_out if isinstance(instantiate_out, bool)
+             else list(instantiate_out))
+    in_avals = closed.in_avals
+    tangent_avals = [a.strip_weak() for a, nz in zip(in_avals, nonzeros) if nz]
+    out_nonzeros: list[bool] = []
+
+    def jvp_of(*args):
+        primals, given = args[:len(in_avals)], iter(args[len(in_avals):])
+        tangents = [next(given) if nz else Zero(a.strip_weak())
+                    for a, nz in zip(in_avals, nonzeros)]
+        outs, out_tangents = jvp_flat(
+            lambda *xs: eval_jaxpr(closed.jaxpr, closed.consts, *xs), primals, tangents)
+        out_nonzeros[:] = [not isinstance(t, Zero) or f for t, f in zip(out_tangents, force)]
+        return [*outs, *[instantiate(t) for t, nz in zip(out_tangents, out_nonzeros) if nz]]
+
+    jaxpr = trace_to_jaxpr(jvp_of, [*in_avals, *tangent_avals], "jvp")
+    return jaxpr, out_nonzeros

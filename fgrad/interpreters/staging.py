@@ -70,9 +70,17 @@ class StagingInterpreter(Interpreter):
         return tracer
 
     def process_primitive(self, prim, args, params):
-        if self.forward_known and not any(self.owns(a) for a in args):
-            with using(self.parent):
-                return prim.bind(*args, **params)
+        if self.forward_known:
+            unknown = [self.owns(a) for a in args]
+            if not any(unknown):
+                with using(self.parent):
+                    return prim.bind(*args, **params)
+            if prim.partial_eval is not None:  # split into a known part and a staged part
+                return prim.partial_eval(self, args, unknown, **params)
+        return self.stage(prim, args, params)
+
+    def stage(self, prim, args: Sequence[Any], params: dict) -> Any:
+        """Record one equation; its results are this interpreter's tracers."""
         tracers = [self.lift(a) for a in args]
         out_avals = prim.abstract_eval(*[t.aval for t in tracers], **params)
         if not prim.multiple_results:
@@ -91,17 +99,76 @@ class StagingInterpreter(Interpreter):
         return ClosedJaxpr(jaxpr, consts)
 
 
-def dce_jaxpr(jaxpr: Jaxpr) -> tuple[Jaxpr, list[bool]]:
-    """Drop equations whose results are unused (all primitives are pure) and unused consts."""
-    live = {a for a in jaxpr.outvars if isinstance(a, Var)}
+def dce_jaxpr(jaxpr: Jaxpr, used_outputs: Sequence[bool] | None = None,
+              prune_invars: bool = False) -> tuple[Jaxpr, list[bool]]:
+    """Drop equations whose results are unused (all primitives are pure) and unused
+    constvars. Returns the new jaxpr and which constvars (and, with `prune_invars`,
+    which invars, after the constvars) were used. A primitive with a `dce` rule can
+    drop its own unused outputs and inputs (control flow does)."""
+    if used_outputs is None:
+        used_outputs = [True] * len(jaxpr.outvars)
+    outvars = [a for a, u in zip(jaxpr.outvars, used_outputs) if u]
+    live = {a for a in outvars if isinstance(a, Var)}
     kept: list[Eqn] = []
     for eqn in reversed(jaxpr.eqns):
-        if any(v in live for v in eqn.outvars):
-            kept.append(eqn)
-            live.update(a for a in eqn.invars if isinstance(a, Var))
-    used = [v in live for v in jaxpr.constvars]
-    constvars = [v for v, u in zip(jaxpr.constvars, used) if u]
-    return Jaxpr(constvars, jaxpr.invars, jaxpr.outvars, kept[::-1]), used
+        used = [v in live for v in eqn.outvars]
+        if not any(used):
+            continue
+        if eqn.primitive.dce is not None and not all(used):
+            eqn = eqn.primitive.dce(eqn, used)
+        kept.append(eqn)
+        live.update(a for a in eqn.invars if isinstance(a, Var))
+    used_consts = [v in live for v in jaxpr.constvars]
+    constvars = [v for v, u in zip(jaxpr.constvars, used_consts) if u]
+    if not prune_invars:
+        return Jaxpr(constvars, jaxpr.invars, outvars, kept[::-1]), used_consts
+    used_ins = [v in live for v in jaxpr.invars]
+    invars = [v for v, u in zip(jaxpr.invars, used_ins) if u]
+    return Jaxpr(constvars, invars, outvars, kept[::-1]), used_consts + used_ins
+
+
+def convert_constvars(closed: ClosedJaxpr) -> tuple[Jaxpr, list[Any]]:
+    """Closure conversion: the constvars become leading invars, and their values are
+    returned, to be passed as ordinary operands. A higher-order primitive does this so
+    that every value its body uses is an input that transforms can see."""
+    jaxpr = closed.jaxpr
+    return Jaxpr([], [*jaxpr.constvars, *jaxpr.invars], jaxpr.outvars, jaxpr.eqns), closed.consts
+
+
+def partial_eval_jaxpr(
+    closed: ClosedJaxpr, unknowns: Sequence[bool], instantiate: bool | Sequence[bool] = False
+) -> tuple[ClosedJaxpr, ClosedJaxpr, list[bool], int]:
+    """Split `closed` by which inputs are unknown.
+
+    Returns `(known, unknown, out_unknowns, num_residuals)`: `known` maps the known
+    inputs to the known outputs followed by residuals; `unknown` maps the residuals
+    followed by the unknown inputs to the unknown outputs. Outputs named by
+    `instantiate` are made unknown even if they could be known.
+    """
+    from ..core import eval_jaxpr
+
+    n_out = len(closed.out_avals)
+    force = [instantiate] * n_out if isinstance(instantiate, bool) else list(instantiate)
+    in_avals = closed.in_avals
+    known_avals = [a for a, u in zip(in_avals, unknowns) if not u]
+    found: dict[str, Any] = {}
+
+    def known_part(*known_args):
+        with new_interpreter(StagingInterpreter, "partial_eval", forward_known=True) as pe:
+            given = iter(known_args)
+            args = [pe.new_arg(a) if u else next(given) for a, u in zip(in_avals, unknowns)]
+            with using(pe):
+                outs = eval_jaxpr(closed.jaxpr, closed.consts, *args)
+            out_unknowns = [pe.owns(o) or f for o, f in zip(outs, force)]
+            found["unknown"] = pe.build([o for o, u in zip(outs, out_unknowns) if u])
+            found["out_unknowns"] = out_unknowns
+        residuals = found["unknown"].consts
+        return [*[o for o, u in zip(outs, out_unknowns) if not u], *residuals]
+
+    known = trace_to_jaxpr(known_part, known_avals, "partial_eval")
+    unknown_jaxpr, _ = convert_constvars(found["unknown"])
+    num_res = len(found["unknown"].consts)
+    return known, ClosedJaxpr(unknown_jaxpr, []), found["out_unknowns"], num_res
 
 
 def trace_to_jaxpr(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..ir import Jaxpr, Literal, ShapedArray, Var
+from ..ir import ClosedJaxpr, Jaxpr, Literal, ShapedArray, Var
 from .jvp import Zero
 
 
@@ -40,10 +40,21 @@ def add_cotangents(a: Any, b: Any) -> Any:
     return lax.add(a, b)
 
 
-def backward_pass(jaxpr: Jaxpr, consts: Sequence[Any], cts_out: Sequence[Any]) -> list[Any]:
-    """Cotangents of `jaxpr.invars` (symbolic `Zero` where nothing flows back)."""
+def backward_pass(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any],
+                  cts_out: Sequence[Any]) -> list[Any]:
+    """Cotangents of `jaxpr.invars` from cotangents of its outputs.
+
+    `args` holds a known value for each non-linear input and an `UndefinedPrimal` for
+    each linear one. The result has a cotangent (possibly the symbolic `Zero`) for each
+    linear input and `None` for the others.
+    """
     known: dict[Var, Any] = dict(zip(jaxpr.constvars, consts))
-    linear: set[Var] = set(jaxpr.invars)
+    linear: set[Var] = set()
+    for var, arg in zip(jaxpr.invars, args):
+        if is_undefined(arg):
+            linear.add(var)
+        else:
+            known[var] = arg
 
     def read(atom):
         if isinstance(atom, Literal):
@@ -51,7 +62,7 @@ def backward_pass(jaxpr: Jaxpr, consts: Sequence[Any], cts_out: Sequence[Any]) -
         return UndefinedPrimal(atom.aval) if atom in linear else known[atom]
 
     linear_eqns = []
-    for eqn in jaxpr.eqns:
+    for eqn in jaxpr.eqns:  # forwards: evaluate what does not depend on linear inputs
         if any(isinstance(a, Var) and a in linear for a in eqn.invars):
             linear.update(eqn.outvars)
             linear_eqns.append(eqn)
@@ -68,7 +79,7 @@ def backward_pass(jaxpr: Jaxpr, consts: Sequence[Any], cts_out: Sequence[Any]) -
         if isinstance(atom, Var) and atom in linear:
             accumulate(atom, ct)
 
-    for eqn in reversed(linear_eqns):
+    for eqn in reversed(linear_eqns):  # backwards: each linear equation's transpose rule
         prim = eqn.primitive
         eqn_cts = [cts.pop(v, Zero(v.aval)) for v in eqn.outvars]
         if all(isinstance(ct, Zero) for ct in eqn_cts):
@@ -83,4 +94,25 @@ def backward_pass(jaxpr: Jaxpr, consts: Sequence[Any], cts_out: Sequence[Any]) -
         for atom, ct in zip(eqn.invars, cts_in):
             if ct is not None and isinstance(atom, Var) and atom in linear:
                 accumulate(atom, ct)
-    return [cts.pop(v, Zero(v.aval)) for v in jaxpr.invars]
+    return [cts.pop(v, Zero(v.aval)) if is_undefined(a) else None
+            for v, a in zip(jaxpr.invars, args)]
+
+
+def transpose_jaxpr(closed: ClosedJaxpr, linear: Sequence[bool]) -> ClosedJaxpr:
+    """The transpose of `closed` with respect to its `linear` inputs, as a jaxpr:
+    (non-linear inputs, output cotangents) -> cotangents of the linear inputs."""
+    from .jvp import instantiate
+    from .staging import trace_to_jaxpr
+
+    in_avals = closed.in_avals
+    nonlinear_avals = [a for a, lin in zip(in_avals, linear) if not lin]
+    ct_avals = [a.strip_weak() for a in closed.out_avals]
+
+    def transposed(*args):
+        nonlinear, cts_out = iter(args[:len(nonlinear_avals)]), args[len(nonlinear_avals):]
+        primals = [UndefinedPrimal(a) if lin else next(nonlinear)
+                   for a, lin in zip(in_avals, linear)]
+        cts_in = backward_pass(closed.jaxpr, closed.consts, primals, cts_out)
+        return [instantiate(ct) for ct, lin in zip(cts_in, linear) if lin]
+
+    return trace_to_jaxpr(transposed, nonlinear_avals + ct_avals, "transpose")

@@ -73,3 +73,6 @@ from .lax import (  # noqa: F401
 def select(pred, on_true, on_false):
     """`on_true` where `pred` is True, else `on_false` (all of one shape)."""
     return select_n(pred, on_false, on_true)
+
+
+from .control_flow import cond, fori_loop, scan, switch, while_loop  # noqa: E402,F401

@@ -58,7 +58,8 @@ def _binary(name: str, ufunc: np.ufunc, lax_fn: Callable, doc: str) -> Callable:
     return fn
 
 
-_BOOL_FORMS = {lax.add: lax.bitwise_or, lax.mul: lax.bitwise_and}
+_BOOL_FORMS = {lax.add: lax.bitwise_or, lax.mul: lax.bitwise_and,
+               lax.max: lax.bitwise_or, lax.min: lax.bitwise_and}
 
 # ----------------------------------------------------------------------------- arithmetic
 
@@ -106,11 +107,17 @@ def positive(x: Any) -> Array:
     return value(x, "positive")
 
 
-absolute = _unary("absolute", np.absolute, lax.abs, "|x| elementwise.")
+def _identity_on(kinds: str, lax_fn: Callable) -> Callable:
+    """`lax_fn`, except on dtypes of `kinds`, where the result is the operand itself
+    (|x| of a bool, floor of an integer: NumPy keeps the dtype and the value)."""
+    return lambda x: x if aval_of(x).dtype.kind in kinds else lax_fn(x)
+
+
+absolute = _unary("absolute", np.absolute, _identity_on("b", lax.abs), "|x| elementwise.")
 abs = absolute  # noqa: A001 (NumPy's name)
 sign = _unary("sign", np.sign, lax.sign, "-1, 0 or 1 by the sign of x.")
-floor = _unary("floor", np.floor, lax.floor, "Largest integer <= x.")
-ceil = _unary("ceil", np.ceil, lax.ceil, "Smallest integer >= x.")
+floor = _unary("floor", np.floor, _identity_on("biu", lax.floor), "Largest integer <= x.")
+ceil = _unary("ceil", np.ceil, _identity_on("biu", lax.ceil), "Smallest integer >= x.")
 exp = _unary("exp", np.exp, lax.exp, "e ** x.")
 log = _unary("log", np.log, lax.log, "Natural logarithm.")
 log1p = _unary("log1p", np.log1p, lax.log1p, "log(1 + x), accurate for small x.")
@@ -187,10 +194,14 @@ def round(a: Any, decimals: int = 0) -> Array:  # noqa: A001 (NumPy's name)
 around = round
 
 
-def clip(a: Any, a_min: Any = None, a_max: Any = None) -> Array:
-    """Limit values to [a_min, a_max]; either bound may be None."""
-    if a_min is None and a_max is None:
-        raise ValueError("clip: give at least one of a_min and a_max")
+def clip(a: Any, a_min: Any = None, a_max: Any = None, *, min: Any = None,  # noqa: A002
+         max: Any = None) -> Array:  # noqa: A002
+    """Limit values to [a_min, a_max]; either bound may be None. (`min` and `max` are
+    NumPy 2's keyword names for the bounds.)"""
+    if (a_min is not None and min is not None) or (a_max is not None and max is not None):
+        raise TypeError("clip: give each bound once (a_min or min, a_max or max)")
+    a_min = min if a_min is None else a_min
+    a_max = max if a_max is None else a_max
     out = value(a, "clip")
     if a_min is not None:
         out = maximum(out, a_min)

@@ -33,8 +33,13 @@ def size(a: Any) -> int:
     return aval_of(value(a, "size")).size
 
 
-def reshape(a: Any, newshape: int | Sequence[int], order: str = "C") -> Array:
-    """A new shape for the same elements, in C order; one entry may be -1."""
+def reshape(a: Any, shape: int | Sequence[int] | None = None, order: str = "C", *,
+            newshape: int | Sequence[int] | None = None) -> Array:
+    """A new shape for the same elements, in C order; one entry may be -1.
+    (`newshape` is NumPy's older name for `shape`.)"""
+    if (shape is None) == (newshape is None):
+        raise TypeError("reshape: give the new shape once, as `shape`")
+    newshape = shape if newshape is None else newshape
     if order != "C":
         raise NotImplementedError("reshape: only order='C' is supported")
     a = value(a, "reshape")
