@@ -17,6 +17,8 @@ from .api import (  # noqa: F401
     vjp,
     vmap,
 )
+from .checkpoint import checkpoint, remat  # noqa: F401
+from .custom_derivatives import custom_jvp, custom_vjp  # noqa: F401
 from .lax import stop_gradient  # noqa: F401
 
 __version__ = "0.1.0"
