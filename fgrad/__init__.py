@@ -19,6 +19,7 @@ from .api import (  # noqa: F401
 )
 from .checkpoint import checkpoint, remat  # noqa: F401
 from .custom_derivatives import custom_jvp, custom_vjp  # noqa: F401
+from .jit import disable_jit, jit  # noqa: F401
 from .lax import stop_gradient  # noqa: F401
 
 __version__ = "0.1.0"

@@ -147,7 +147,7 @@ class Jaxpr:
 class ClosedJaxpr:
     """A `Jaxpr` together with the values of its constvars."""
 
-    __slots__ = ("jaxpr", "consts")
+    __slots__ = ("jaxpr", "consts", "__weakref__")  # compiled code is cached on it
 
     def __init__(self, jaxpr: Jaxpr, consts: Sequence[Any]):
         assert len(jaxpr.constvars) == len(consts)
