@@ -2,7 +2,9 @@
 
 from . import (  # noqa: F401
     lax,
+    nn,
     numpy,  # noqa: F401,E402  (attaches array methods to tracers)
+    optim,
     tree_util,
 )
 from .api import (  # noqa: F401

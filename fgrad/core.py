@@ -140,6 +140,9 @@ class EvalInterpreter(Interpreter):
                 self.check_foreign(x)
         if prim.impl is None:
             raise prim.missing("evaluation (impl)")
+        # The shape and dtype rule runs eagerly too, so that eager and traced code accept
+        # and reject the same calls.
+        prim.abstract_eval(*[get_aval(x) for x in args], **params)
         return prim.impl(*args, **params)
 
 

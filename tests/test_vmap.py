@@ -17,8 +17,10 @@ import zlib
 
 import numpy as np
 import pytest
+import test_indexing
 import test_lax
 import test_numpy
+import test_shapes
 from _opspec import REDUCTION_TOL, OpSpec, assert_same, uniform
 from hypothesis import given
 from hypothesis import strategies as st
@@ -113,6 +115,8 @@ TRACED_FIRST = {"operator_dot"}
 TABLES = {
     "numpy": test_numpy.ALL_SPECS + OPERATOR_SPECS,
     "lax": test_lax.ALL_SPECS,
+    "indexing": test_indexing.VMAP_SPECS,  # gather / scatter_add in each batching pattern
+    "shapes": test_shapes.VMAP_SPECS,
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import dtypes
 from ..core import Primitive, Tracer, eval_jaxpr, get_aval, using
 from ..interpreters.batching import batch_jaxpr, move_batch_axis
 from ..interpreters.jvp import Zero, instantiate, jvp_jaxpr
@@ -53,6 +54,22 @@ def _avals_str(avals: Sequence[ShapedArray]) -> str:
 def _same_types(a: Sequence[ShapedArray], b: Sequence[ShapedArray]) -> bool:
     return len(a) == len(b) and all(
         (x.shape, x.dtype) == (y.shape, y.dtype) for x, y in zip(a, b))
+
+
+def _promote_weak(init_flat: Sequence[Any], in_avals: Sequence[ShapedArray],
+                  out_avals: Sequence[ShapedArray]) -> list[Any] | None:
+    """JAX's rule for loop carries: a weakly typed initial value (a Python scalar) takes
+    the dtype the body gives it (`0.0` summing float32 values becomes float32). The new
+    initial values, or None when nothing changes."""
+    if len(in_avals) != len(out_avals):
+        return None
+    new, changed = list(init_flat), False
+    for i, (a, b) in enumerate(zip(in_avals, out_avals)):
+        if a.weak_type and a.shape == b.shape and a.dtype != b.dtype:
+            dtype, _ = dtypes.result_type((a.dtype, True), (b.dtype, b.weak_type))
+            new[i] = lax.convert_element_type(new[i], dtype)
+            changed = True
+    return new if changed else None
 
 
 def _closed(jaxpr: Jaxpr) -> ClosedJaxpr:
@@ -110,28 +127,39 @@ def _instantiate_all(values: Sequence[Any]) -> list[Any]:
 
 def switch(index: Any, branches: Sequence[Callable], *operands: Any) -> Any:
     """Apply `branches[index](*operands)`; the index is clamped into range."""
+    return _switch(index, branches, operands, "switch")
+
+
+def _switch(index: Any, branches: Sequence[Callable], operands: Sequence[Any], what: str
+            ) -> Any:
     branches = list(branches)
     if not branches:
         raise ValueError("switch: needs at least one branch")
+    names = (["false_fun", "true_fun"] if what == "cond"
+             else [f"branch {i}" for i in range(len(branches))])
     index_aval = get_aval(index)
     if index_aval.shape != () or index_aval.dtype.kind not in "iub":
-        raise TypeError(f"switch/cond: the index (or predicate) must be a scalar integer or "
-                        f"boolean, got {index_aval.str_short()}")
+        raise TypeError(f"{what}: the {'predicate' if what == 'cond' else 'index'} must be a "
+                        f"scalar boolean or integer, got {index_aval.str_short()}")
     flat_ops, in_tree = tree_flatten(operands)
     in_avals = [get_aval(x) for x in flat_ops]
-    traced = [_trace(b, in_tree, in_avals, "cond") for b in branches]
-    first_jaxpr, out_tree = traced[0]
-    for i, (jaxpr, tree) in enumerate(traced[1:], 1):
-        if tree != out_tree or not _same_types(jaxpr.out_avals, first_jaxpr.out_avals):
+    traced = [_trace(b, in_tree, in_avals, what) for b in branches]
+    ref = 1 if what == "cond" else 0  # for cond, true_fun comes first in the message
+    ref_jaxpr, out_tree = traced[ref]
+    for i, (jaxpr, tree) in enumerate(traced):
+        if tree != out_tree or not _same_types(jaxpr.out_avals, ref_jaxpr.out_avals):
             raise TypeError(
-                f"cond/switch: branches must return the same structure, shapes and dtypes, "
-                f"but branch 0 returns {out_tree} with types "
-                f"{_avals_str(first_jaxpr.out_avals)} and branch {i} returns {tree} with "
+                f"{what}: the branches must return the same structure, shapes and dtypes, "
+                f"but {names[ref]} returns {out_tree} with types "
+                f"{_avals_str(ref_jaxpr.out_avals)} and {names[i]} returns {tree} with "
                 f"types {_avals_str(jaxpr.out_avals)}"
             )
+    if what == "cond" and index_aval.dtype.kind != "b":  # an integer predicate: nonzero
+        index = lax.ne(index, np.zeros((), index_aval.dtype))
     jaxprs, consts = _join_consts([j for j, _ in traced])
+    if get_aval(index).dtype.kind != "b":  # clamp before narrowing, so 2**32 stays large
+        index = lax.max(lax.min(index, len(branches) - 1), 0)
     index = lax.convert_element_type(index, np.int32)
-    index = lax.max(lax.min(index, len(branches) - 1), 0)
     outs = cond_p.bind(index, *consts, *flat_ops, branches=tuple(jaxprs))
     return tree_unflatten(out_tree, outs)
 
@@ -139,7 +167,7 @@ def switch(index: Any, branches: Sequence[Callable], *operands: Any) -> Any:
 def cond(pred: Any, true_fun: Callable, false_fun: Callable, *operands: Any) -> Any:
     """`true_fun(*operands)` if `pred` else `false_fun(*operands)`, as one primitive:
     both branches are traced; under vmap with a batched `pred` both run and are selected."""
-    return switch(pred, [false_fun, true_fun], *operands)
+    return _switch(pred, [false_fun, true_fun], operands, "cond")
 
 
 def _join_consts(closeds: Sequence[ClosedJaxpr]) -> tuple[list[ClosedJaxpr], list[Any]]:
@@ -288,10 +316,10 @@ def _cond_dce(eqn: Eqn, used_outputs: Sequence[bool]) -> Eqn:
                for i in range(len(eqn.invars) - 1)]
     new_branches = []
     for br in branches:
-        j, _ = dce_jaxpr(br.jaxpr, used_outputs)
+        j, used_consts = dce_jaxpr(br.jaxpr, used_outputs)
         invars = [v for v, u in zip(j.invars, used_in) if u]
         new_branches.append(ClosedJaxpr(Jaxpr(j.constvars, invars, j.outvars, j.eqns),
-                                        br.consts))
+                                        [c for c, u in zip(br.consts, used_consts) if u]))
     invars = [eqn.invars[0], *[a for a, u in zip(eqn.invars[1:], used_in) if u]]
     outvars = [v for v, u in zip(eqn.outvars, used_outputs) if u]
     return Eqn(cond_p, invars, {"branches": tuple(new_branches)}, outvars)
@@ -340,6 +368,13 @@ def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None,
         raise TypeError("scan: the body must return a pair (carry, y)")
     carry_out_tree = out_children[0]
     carry_out_avals = closed.out_avals[:len(init_flat)]
+    promoted = _promote_weak(init_flat, carry_avals, carry_out_avals)
+    if carry_out_tree == init_tree and promoted is not None:  # retrace with the new types
+        init_flat, carry_avals = promoted, [get_aval(c) for c in promoted]
+        closed, out_tree = _trace(f, in_tree, [*carry_avals, *x_avals], "scan")
+        out_children = out_tree.children()
+        carry_out_tree = out_children[0]
+        carry_out_avals = closed.out_avals[:len(init_flat)]
     if carry_out_tree != init_tree or not _same_types(carry_out_avals, carry_avals):
         raise TypeError(
             f"scan: the body changes the carry's type: it receives {init_tree} with types "
@@ -456,8 +491,10 @@ def _scan_partial_eval(interp, args, unknown, *, jaxpr, num_consts, num_carry, l
 
 def _scan_transpose(cts, *args, jaxpr, num_consts, num_carry, length, reverse):
     consts, carry, xs = _split(args, num_consts, num_carry)
-    if not all(is_undefined(c) for c in carry):
-        raise TypeError("scan transpose: every carry must be linear")
+    # A carry may arrive known: partial evaluation stages a known initial value (such as
+    # an instantiated zero tangent) into the linear loop when the body makes it unknown.
+    # It still enters the body linearly; its cotangent is simply not wanted.
+    carry_lin = [is_undefined(c) for c in carry]
     const_lin = [is_undefined(c) for c in consts]
     xs_lin = [is_undefined(x) for x in xs]
     out_avals = _scan_abstract_eval(jaxpr=jaxpr, num_consts=num_consts, num_carry=num_carry,
@@ -491,7 +528,8 @@ def _scan_transpose(cts, *args, jaxpr, num_consts, num_carry, length, reverse):
                        num_carry=n_lc + num_carry, length=length, reverse=not reverse)
     ct_consts, ct_init, ct_xs = _split(outs, n_lc, num_carry)
     ct_consts_it, ct_xs_it = iter(ct_consts), iter(ct_xs)
-    return [*[next(ct_consts_it) if lin else None for lin in const_lin], *ct_init,
+    return [*[next(ct_consts_it) if lin else None for lin in const_lin],
+            *[ct if lin else None for ct, lin in zip(ct_init, carry_lin)],
             *[next(ct_xs_it) if lin else None for lin in xs_lin]]
 
 
@@ -523,18 +561,26 @@ def _scan_batch(vals, dims, *, axis_size, jaxpr, num_consts, num_carry, length, 
 
 
 def _scan_dce(eqn: Eqn, used_outputs: Sequence[bool]) -> Eqn:
-    """Drop unused stacked outputs, then the consts and xs the body no longer reads."""
+    """Drop unused stacked outputs and the carries that no used output depends on, then
+    the consts and xs the body no longer reads."""
     p = eqn.params
     jaxpr, nc, ncar = p["jaxpr"], p["num_consts"], p["num_carry"]
-    used = [True] * ncar + list(used_outputs[ncar:])
-    pruned, flags = dce_jaxpr(jaxpr.jaxpr, used, prune_invars=True)
-    used_in = flags[len(jaxpr.jaxpr.constvars):]
-    used_in[nc:nc + ncar] = [True] * ncar  # the carry stays whole
     j = jaxpr.jaxpr
-    kept, _ = dce_jaxpr(j, used)
+    used_carry = list(used_outputs[:ncar])
+    while True:  # a carry is needed if a needed output (or needed carry) reads it
+        used = used_carry + list(used_outputs[ncar:])
+        _, flags = dce_jaxpr(j, used, prune_invars=True)
+        used_in = flags[len(j.constvars):]
+        new_used_carry = [a or b for a, b in zip(used_carry, used_in[nc:nc + ncar])]
+        if new_used_carry == used_carry:
+            break
+        used_carry = new_used_carry
+    used_in[nc:nc + ncar] = used_carry  # a kept carry is an input even if unread
+    kept, used_consts = dce_jaxpr(j, used)
     body = ClosedJaxpr(Jaxpr(kept.constvars, [v for v, u in zip(j.invars, used_in) if u],
-                             kept.outvars, kept.eqns), jaxpr.consts)
-    params = dict(p, jaxpr=body, num_consts=sum(used_in[:nc]))
+                             kept.outvars, kept.eqns),
+                       [c for c, u in zip(jaxpr.consts, used_consts) if u])
+    params = dict(p, jaxpr=body, num_consts=sum(used_in[:nc]), num_carry=sum(used_carry))
     return Eqn(scan_p, [a for a, u in zip(eqn.invars, used_in) if u], params,
                [v for v, u in zip(eqn.outvars, used) if u])
 
@@ -565,13 +611,21 @@ def _concrete_int(x: Any) -> int | None:
 def fori_loop(lower: Any, upper: Any, body_fun: Callable, init_val: Any) -> Any:
     """`for i in range(lower, upper): val = body_fun(i, val)`. With concrete bounds it is a
     `scan` (differentiable in both modes); with traced bounds a `while_loop`."""
+    # The counter has the bounds' promoted dtype (weak for Python ints, as in JAX), so
+    # that `val + i` keeps an integer carry's dtype.
+    lo_aval, hi_aval = get_aval(lower), get_aval(upper)
+    if any(a.shape != () or a.dtype.kind not in "iu" for a in (lo_aval, hi_aval)):
+        raise TypeError(f"fori_loop: lower and upper must be scalar integers, got "
+                        f"{lo_aval.str_short()} and {hi_aval.str_short()}")
+    dtype, weak = dtypes.result_type((lo_aval.dtype, lo_aval.weak_type),
+                                     (hi_aval.dtype, hi_aval.weak_type))
     lo, hi = _concrete_int(lower), _concrete_int(upper)
     if lo is not None and hi is not None:
         def step(carry, _):
             i, val = carry
             return (lax.add(i, 1), body_fun(i, val)), None
 
-        (_, val), _ = scan(step, (np.asarray(lo, np.int64), init_val), None,
+        (_, val), _ = scan(step, (lax.convert_element_type(lo, dtype, weak), init_val), None,
                            length=max(hi - lo, 0))
         return val
 
@@ -582,8 +636,8 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable, init_val: Any) -> Any:
         i, stop, val = carry
         return lax.add(i, 1), stop, body_fun(i, val)
 
-    lower = lax.convert_element_type(lower, np.int64)
-    upper = lax.convert_element_type(upper, np.int64)
+    lower = lax.convert_element_type(lower, dtype, weak)
+    upper = lax.convert_element_type(upper, dtype, weak)
     return while_loop(keep_going, body, (lower, upper, init_val))[2]
 
 
@@ -602,6 +656,11 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any) -> Any:
         raise TypeError(f"while_loop: cond_fun must return a boolean scalar, got "
                         f"{_avals_str(out)}")
     body_closed, body_tree = _trace(body_fun, args_tree, avals, "while_loop")
+    promoted = _promote_weak(init_flat, avals, body_closed.out_avals)
+    if body_tree == init_tree and promoted is not None:  # retrace with the new types
+        init_flat, avals = promoted, [get_aval(x) for x in promoted]
+        cond_closed, _ = _trace(cond_fun, args_tree, avals, "while_loop")
+        body_closed, body_tree = _trace(body_fun, args_tree, avals, "while_loop")
     if body_tree != init_tree or not _same_types(body_closed.out_avals, avals):
         raise TypeError(
             f"while_loop: body_fun changes the carry's type: it receives {init_tree} with "

@@ -168,13 +168,15 @@ def _scalar_to(x: Any, like: Any) -> Any:
     if dtypes.python_scalar_dtype(x) is None:
         return x
     aval = get_aval(like)
+    if aval.weak_type and dtypes.python_scalar_dtype(x) == aval.dtype:
+        return broadcast_in_dim(x, aval.shape, ())  # stays weak, like its partner
     return full(aval.shape, x, aval.dtype)
 
 
 def _binary(prim: Primitive, x: Any, y: Any) -> Array:
-    if isinstance(x, (int, float, bool)):
+    if dtypes.python_scalar_dtype(x) is not None:  # exact Python types: np.float64 is a float
         x = _scalar_to(x, y)
-    elif isinstance(y, (int, float, bool)):
+    elif dtypes.python_scalar_dtype(y) is not None:
         y = _scalar_to(y, x)
     return prim.bind(x, y)
 
@@ -319,6 +321,8 @@ defjvp(pow_p, _pow_jvp_base, _pow_jvp_exponent)
 
 def integer_pow(x: Array, y: int) -> Array:
     """`x ** y` for a static Python integer y."""
+    if y == 1:
+        return x
     return integer_pow_p.bind(x, y=int(y))
 
 
@@ -1368,3 +1372,241 @@ stop_gradient_p.abstract_eval_rule = lambda x: x
 defjvp_zero(stop_gradient_p)
 defvectorized(stop_gradient_p)
 
+
+# ============================================================================ gather, scatter_add
+#
+# One axis, NumPy's `take` and `add.at` semantics: the index tensor's shape replaces the
+# axis. Indices count from the end when negative (as in NumPy); indices outside [-n, n)
+# are clamped into the axis (as JAX's gather), and so are scatter_add's (not dropped),
+# so that the two stay each other's transposes. fgrad.numpy raises IndexError for
+# out-of-range indices it can see (concrete ones) before they get here.
+
+
+def _check_indices(name: str, indices: ShapedArray) -> None:
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"lax.{name}: indices must be integers, got {indices.str_short()}")
+
+
+def _check_axis(name: str, axis: int, x: ShapedArray) -> None:
+    if not 0 <= axis < x.ndim:
+        raise TypeError(f"lax.{name}: axis {axis} is out of range for an operand of shape "
+                        f"{x.shape}")
+
+
+def _gathered_shape(x_shape: Sequence[int], idx_shape: Sequence[int], axis: int) -> tuple:
+    return (*x_shape[:axis], *idx_shape, *x_shape[axis + 1:])
+
+
+def _clamped_indices(indices: Any, n: int) -> np.ndarray:
+    """NumPy's negative indices, then clamped into [0, n): the primitives' index rule."""
+    i = np.asarray(indices)
+    if i.dtype.kind not in "iu":
+        raise TypeError(f"lax.gather/scatter_add: indices must be integers, got {i.dtype}")
+    i = i.astype(np.int64)
+    i = np.where(i < 0, i + n, i)
+    return np.clip(i, 0, builtins.max(n - 1, 0))
+
+
+def clamp_indices(indices: Array, n: int) -> Array:
+    """The gather/scatter_add index rule for an axis of size n, written with primitives
+    (an int64 result): negative indices count from the end, the rest are clamped."""
+    i = convert_element_type(indices, np.int64)
+    i = select_n(lt(i, 0), i, add(i, n))
+    return max(min(i, builtins.max(n - 1, 0)), 0)
+
+
+def gather(x: Array, indices: Array, axis: int) -> Array:
+    """`np.take(x, indices, axis)`: `indices` (any shape, integers) replaces `axis`.
+
+    Negative indices count from the end; indices outside [-n, n) are clamped into the
+    axis (no error: the values may be unknown while tracing). Linear in `x`; the
+    transpose is `scatter_add`."""
+    return gather_p.bind(x, indices, axis=int(axis))
+
+
+def _gather_impl(x, indices, *, axis):
+    x = np.asarray(x)
+    return np.take(x, _clamped_indices(indices, x.shape[axis]), axis=axis)
+
+
+def _gather_aval(x, indices, *, axis):
+    _check_axis("gather", axis, x)
+    _check_indices("gather", indices)
+    if x.shape[axis] == 0 and indices.size > 0:
+        raise TypeError(f"lax.gather: cannot take {indices.size} elements from axis {axis} "
+                        f"of size 0 (operand {x.str_short()})")
+    return ShapedArray(_gathered_shape(x.shape, indices.shape, axis), x.dtype, x.weak_type)
+
+
+def _gather_jvp(primals, tangents, *, axis):
+    (x, indices), (t, _) = primals, tangents
+    ans = gather(x, indices, axis)
+    if isinstance(t, Zero):
+        return ans, Zero.like(ans)
+    return ans, gather(t, indices, axis)
+
+
+def _gather_transpose(ct, x, indices, *, axis):
+    if is_undefined(indices):
+        raise TypeError("gather's indices cannot be a tangent")
+    aval = _aval(x)
+    return [scatter_add(full(aval.shape, 0, _aval(ct).dtype), indices, ct, axis), None]
+
+
+def _merge_batch_into_axis(x: Array, dim: int | None, axis: int, axis_size: int) -> Array:
+    """x (batched at `dim`, or broadcast if None) with the batch axis merged into `axis`,
+    batch-major: element j of member b lands at b * n + j."""
+    from ..interpreters.batching import move_batch_axis
+
+    x = move_batch_axis(x, dim, axis, axis_size)
+    shape = get_aval(x).shape
+    return reshape(x, (*shape[:axis], shape[axis] * shape[axis + 1], *shape[axis + 2:]))
+
+
+def _offset_indices(indices: Array, dim: int, n: int, axis_size: int) -> Array:
+    """Batched indices (batch axis first afterwards), clamped into [0, n), plus b * n."""
+    indices = clamp_indices(batch_at_front(indices, dim, axis_size), n)
+    shape = get_aval(indices).shape
+    return add(indices, mul(iota(np.int64, shape, 0), n))
+
+
+def _gather_batch(vals, dims, *, axis_size, axis):
+    (x, indices), (bx, bi) = vals, dims
+    if bi is None:  # only the operand is batched: gather along the shifted axis
+        ax = axis if axis < bx else axis + 1
+        out_dim = bx if bx < ax else bx + get_aval(indices).ndim - 1
+        return gather(x, indices, ax), out_dim
+    if bx is None:  # only the indices: their batch axis lands inside the gathered block
+        return gather(x, indices, axis), axis + bi
+    n = get_aval(x).shape[axis if axis < bx else axis + 1]
+    merged = _merge_batch_into_axis(x, bx, axis, axis_size)
+    return gather(merged, _offset_indices(indices, bi, n, axis_size), axis), axis
+
+
+gather_p = Primitive("gather")
+gather_p.impl = _gather_impl
+gather_p.abstract_eval_rule = _gather_aval
+gather_p.jvp = _gather_jvp
+gather_p.transpose = _gather_transpose
+gather_p.batch = _gather_batch
+
+
+def scatter_add(x: Array, indices: Array, updates: Array, axis: int) -> Array:
+    """A copy of `x` with `updates` added at `indices` along `axis` (`np.add.at`):
+    `updates` has the shape `gather(x, indices, axis)` has; repeated indices accumulate.
+
+    Indices follow `gather`'s rule (negative from the end, out-of-range clamped).
+    Linear in `x` and `updates` together; the transpose of `updates` is `gather`."""
+    return scatter_add_p.bind(x, indices, updates, axis=int(axis))
+
+
+def _scatter_add_impl(x, indices, updates, *, axis):
+    out = np.array(x, copy=True)
+    index = (builtins.slice(None),) * axis + (_clamped_indices(indices, out.shape[axis]),)
+    np.add.at(out, index, np.asarray(updates, out.dtype))
+    return out
+
+
+def _scatter_add_aval(x, indices, updates, *, axis):
+    _check_axis("scatter_add", axis, x)
+    _check_indices("scatter_add", indices)
+    _check_kinds("scatter_add", x, NUMERIC)
+    want = _gathered_shape(x.shape, indices.shape, axis)
+    if updates.shape != want or updates.dtype != x.dtype:
+        raise TypeError(f"lax.scatter_add: updates must have the operand's dtype and the "
+                        f"shape {want} (operand {x.str_short()}, indices "
+                        f"{indices.str_short()}, axis {axis}), got {updates.str_short()}")
+    if x.shape[axis] == 0 and indices.size > 0:
+        raise TypeError(f"lax.scatter_add: cannot add {indices.size} slices into axis {axis} "
+                        f"of size 0 (operand {x.str_short()})")
+    return ShapedArray(x.shape, x.dtype, x.weak_type and updates.weak_type)
+
+
+def _scatter_add_jvp(primals, tangents, *, axis):
+    (x, indices, updates), (tx, _, tu) = primals, tangents
+    ans = scatter_add(x, indices, updates, axis)
+    if isinstance(tu, Zero):
+        return ans, (Zero.like(ans) if isinstance(tx, Zero) else tx)
+    return ans, scatter_add(instantiate(tx), indices, tu, axis)
+
+
+def _scatter_add_transpose(ct, x, indices, updates, *, axis):
+    if is_undefined(indices):
+        raise TypeError("scatter_add's indices cannot be a tangent")
+    ct_x = ct if is_undefined(x) else None
+    ct_updates = gather(ct, indices, axis) if is_undefined(updates) else None
+    return [ct_x, None, ct_updates]
+
+
+def _scatter_add_batch(vals, dims, *, axis_size, axis):
+    from ..interpreters.batching import move_batch_axis
+
+    (x, indices, updates), (bx, bi, bu) = vals, dims
+    if bi is None:  # the same indices for every member: scatter along the shifted axis
+        x, updates = batch_at_front(x, bx, axis_size), batch_at_front(updates, bu, axis_size)
+        return scatter_add(x, indices, updates, axis + 1), 0
+    x_shape = get_aval(x).shape
+    n = x_shape[axis if bx is None or axis < bx else axis + 1]
+    merged = _merge_batch_into_axis(x, bx, axis, axis_size)
+    flat = _offset_indices(indices, bi, n, axis_size)
+    updates = move_batch_axis(updates, bu, axis, axis_size)  # the block (B, *idx) at axis
+    out = scatter_add(merged, flat, updates, axis)
+    shape = get_aval(out).shape
+    return reshape(out, (*shape[:axis], axis_size, n, *shape[axis + 1:])), axis
+
+
+scatter_add_p = Primitive("scatter_add")
+scatter_add_p.impl = _scatter_add_impl
+scatter_add_p.abstract_eval_rule = _scatter_add_aval
+scatter_add_p.jvp = _scatter_add_jvp
+scatter_add_p.transpose = _scatter_add_transpose
+scatter_add_p.batch = _scatter_add_batch
+
+
+# ============================================================================ cumsum, argsort
+
+
+def cumsum(x: Array, axis: int, reverse: bool = False) -> Array:
+    """Inclusive running sums along `axis` (from the end if `reverse`), in x's dtype."""
+    return cumsum_p.bind(x, axis=int(axis), reverse=bool(reverse))
+
+
+def _cumsum_impl(x, *, axis, reverse):
+    x = np.asarray(x)
+    if reverse:
+        return np.flip(np.cumsum(np.flip(x, axis), axis=axis, dtype=x.dtype), axis)
+    return np.cumsum(x, axis=axis, dtype=x.dtype)
+
+
+def _cumsum_aval(x, *, axis, reverse):
+    _check_axis("cumsum", axis, x)
+    _check_kinds("cumsum", x, NUMERIC)
+    return x
+
+
+cumsum_p = Primitive("cumsum")
+cumsum_p.impl = _cumsum_impl
+cumsum_p.abstract_eval_rule = _cumsum_aval
+deflinear(cumsum_p, lambda ct, x, *, axis, reverse: [cumsum(ct, axis, not reverse)])
+cumsum_p.batch = lambda vals, dims, *, axis_size, axis, reverse: (
+    cumsum(vals[0], axis if axis < dims[0] else axis + 1, reverse), dims[0])
+
+
+def argsort(x: Array, axis: int, index_dtype: Any = np.int64) -> Array:
+    """The permutation that sorts `x` along `axis`, stably (ties keep their order; NaNs
+    last, as NumPy). Not differentiable: sort values by gathering with it."""
+    return argsort_p.bind(x, axis=int(axis), index_dtype=np.dtype(index_dtype))
+
+
+def _argsort_aval(x, *, axis, index_dtype):
+    _check_axis("argsort", axis, x)
+    return ShapedArray(x.shape, index_dtype)
+
+
+argsort_p = Primitive("argsort")
+argsort_p.impl = lambda x, *, axis, index_dtype: np.argsort(
+    np.asarray(x), axis=axis, kind="stable").astype(index_dtype)
+argsort_p.abstract_eval_rule = _argsort_aval
+defjvp_zero(argsort_p)
+argsort_p.batch = lambda vals, dims, *, axis_size, axis, index_dtype: (
+    argsort(vals[0], axis if axis < dims[0] else axis + 1, index_dtype), dims[0])

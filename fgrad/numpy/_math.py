@@ -306,3 +306,187 @@ def where(condition: Any, x: Any = None, y: Any = None) -> Array:
     x = broadcast_to_shape(convert(x, dtype, weak), shape)
     y = broadcast_to_shape(convert(y, dtype, weak), shape)
     return lax.select_n(broadcast_to_shape(condition, shape), y, x)
+
+
+# ----------------------------------------------------------------------------- utilities
+
+
+def isnan(x: Any) -> Array:
+    """True where x is NaN (never for integers and bools)."""
+    x = value(x, "isnan")
+    if aval_of(x).dtype.kind != "f":
+        return broadcast_to_shape(np.False_, aval_of(x).shape)
+    return lax.ne(x, x)
+
+
+def isinf(x: Any) -> Array:
+    """True where x is +inf or -inf."""
+    x = value(x, "isinf")
+    if aval_of(x).dtype.kind != "f":
+        return broadcast_to_shape(np.False_, aval_of(x).shape)
+    return lax.eq(lax.abs(x), lax.full_like(x, np.inf))
+
+
+def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: float | None = None,
+               neginf: float | None = None) -> Array:
+    """NaN and infinities replaced by finite numbers (by default 0 and the largest
+    finite values of the dtype). Differentiable where x is finite."""
+    del copy  # values are never mutated
+    x = value(x, "nan_to_num")
+    dtype = aval_of(x).dtype
+    if dtype.kind != "f":
+        return x
+    info = np.finfo(dtype)
+    posinf = info.max if posinf is None else posinf
+    neginf = info.min if neginf is None else neginf
+    out = lax.select_n(lax.ne(x, x), x, lax.full_like(x, nan))
+    out = lax.select_n(lax.eq(x, lax.full_like(x, np.inf)), out, lax.full_like(x, posinf))
+    return lax.select_n(lax.eq(x, lax.full_like(x, -np.inf)), out, lax.full_like(x, neginf))
+
+
+def _float_operands(name: str, ufunc: np.ufunc, x: Any, y: Any) -> list[Array]:
+    """x and y broadcast, in the floating dtype NumPy's `ufunc` computes in."""
+    x, y = value(x, name), value(y, name)
+    dtype, weak = result_type(x, y)
+    out_dtype = ufunc_result_dtype(ufunc, dtype, dtype)
+    weak = weak and out_dtype == dtype
+    return promote(name, convert(x, out_dtype, weak), convert(y, out_dtype, weak))
+
+
+def logaddexp(x1: Any, x2: Any) -> Array:
+    """log(exp(x1) + exp(x2)), without overflow: max + log1p(exp(-|x1 - x2|))."""
+    x, y = _float_operands("logaddexp", np.logaddexp, x1, x2)
+    delta = lax.sub(x, y)
+    normal = lax.add(lax.max(x, y), lax.log1p(lax.exp(lax.neg(lax.abs(delta)))))
+    # x - y is NaN for infinities of one sign (and NaNs): then x + y is the answer.
+    return lax.select_n(lax.ne(delta, delta), normal, lax.add(x, y))
+
+
+def logaddexp2(x1: Any, x2: Any) -> Array:
+    """log2(2**x1 + 2**x2), without overflow."""
+    x, y = _float_operands("logaddexp2", np.logaddexp2, x1, x2)
+    delta = lax.sub(x, y)
+    tail = lax.log1p(lax.exp(lax.mul(lax.abs(delta), -math.log(2))))
+    normal = lax.add(lax.max(x, y), lax.mul(tail, 1 / math.log(2)))
+    return lax.select_n(lax.ne(delta, delta), normal, lax.add(x, y))
+
+
+def hypot(x1: Any, x2: Any) -> Array:
+    """sqrt(x1**2 + x2**2) without overflow or underflow: big * sqrt(1 + (small/big)**2)."""
+    x, y = _float_operands("hypot", np.hypot, x1, x2)
+    x, y = lax.abs(x), lax.abs(y)
+    inf = lax.full_like(x, np.inf)
+    is_inf = lax.bitwise_or(lax.eq(x, inf), lax.eq(y, inf))  # inf even beside a NaN
+    big, small = lax.max(x, y), lax.min(x, y)
+    zero = lax.eq(big, lax.full_like(big, 0))
+    safe_big = lax.select_n(zero, big, lax.full_like(big, 1))
+    out = lax.mul(big, lax.sqrt(lax.add(lax.square(lax.div(small, safe_big)), 1)))
+    out = lax.select_n(zero, out, big)
+    return lax.select_n(is_inf, out, inf)
+
+
+def sinc(x: Any) -> Array:
+    """sin(pi x) / (pi x), and 1 at 0; near 0 a Taylor polynomial, so that every
+    derivative is right there too (sinc'(0) = 0, sinc''(0) = -pi**2 / 3)."""
+    x = _float_of(x, "sinc", np.sinc)
+    z = lax.mul(x, math.pi)
+    # Below |z| = eps**(1/6) the dropped term z**6 / 5040 is far below rounding.
+    small = lax.lt(lax.abs(z), float(np.finfo(aval_of(x).dtype).eps) ** (1 / 6))
+    safe_z = lax.select_n(small, z, lax.full_like(z, 1))
+    z2 = lax.square(z)
+    taylor = lax.add(lax.mul(z2, lax.add(lax.mul(z2, 1 / 120), -1 / 6)), 1)
+    return lax.select_n(small, lax.div(lax.sin(safe_z), safe_z), taylor)
+
+
+def deg2rad(x: Any) -> Array:
+    """Degrees to radians: x * (pi / 180)."""
+    return lax.mul(_float_of(x, "deg2rad", np.deg2rad), math.pi / 180)
+
+
+def rad2deg(x: Any) -> Array:
+    """Radians to degrees: x * (180 / pi)."""
+    return lax.mul(_float_of(x, "rad2deg", np.rad2deg), 180 / math.pi)
+
+
+radians = deg2rad
+degrees = rad2deg
+
+
+def float_power(x1: Any, x2: Any) -> Array:
+    """x1 ** x2 computed in float64 at least (float32 operands give float64), as NumPy."""
+    x, y = _float_operands("float_power", np.float_power, x1, x2)
+    return lax.pow(x, y)
+
+
+def astype(x: Any, dtype: Any, /, *, copy: bool = True) -> Array:
+    """x converted to `dtype` (NumPy 2's function form of `x.astype(dtype)`)."""
+    del copy
+    return convert(value(x, "astype"), np.dtype(dtype))
+
+
+def _copysign_zero(like: Array) -> Array:
+    """0 with the sign bit of `like` (+0 or -0), as C's copysign(0, like)."""
+    zero = lax.full_like(like, 0)
+    negative = lax.bitwise_or(lax.lt(like, zero), lax.bitwise_and(
+        lax.eq(like, zero), lax.lt(lax.div(lax.full_like(like, 1), like), zero)))
+    return lax.select_n(negative, zero, lax.full_like(like, -0.0))
+
+
+def _float_divmod(a: Array, b: Array) -> tuple[Array, Array]:
+    """NumPy's npy_divmod, operation for operation: (floor(a / b), a mod b) with the
+    remainder taking the divisor's sign and the quotient snapped to an integer."""
+    zero = lax.full_like(a, 0)
+    mod = lax.rem(a, b)
+    div = lax.div(lax.sub(a, mod), b)
+    has_mod = lax.ne(mod, zero)
+    fix = lax.bitwise_and(has_mod, lax.ne(lax.lt(b, zero), lax.lt(mod, zero)))
+    mod = lax.select_n(fix, mod, lax.add(mod, b))
+    div = lax.select_n(fix, div, lax.sub(div, 1))
+    mod = lax.select_n(has_mod, _copysign_zero(b), mod)
+    floor_div = lax.floor(div)
+    floor_div = lax.select_n(lax.gt(lax.sub(div, floor_div), 0.5), floor_div,
+                             lax.add(floor_div, 1))
+    floor_div = lax.select_n(lax.eq(div, zero), floor_div, _copysign_zero(lax.div(a, b)))
+    by_zero = lax.eq(b, zero)  # a / 0 and fmod(a, 0), as NumPy
+    return (lax.select_n(by_zero, floor_div, lax.div(a, b)),
+            lax.select_n(by_zero, mod, lax.rem(a, b)))
+
+
+def _int_divmod(a: Array, b: Array) -> tuple[Array, Array]:
+    """Floor division and remainder of integers (0 and 0 for a zero divisor, as NumPy)."""
+    zero = lax.full_like(a, 0)
+    q, r = lax.div(a, b), lax.rem(a, b)  # truncating
+    fix = lax.bitwise_and(lax.ne(r, zero), lax.ne(lax.lt(r, zero), lax.lt(b, zero)))
+    return (lax.select_n(fix, q, lax.sub(q, lax.full_like(q, 1))),
+            lax.select_n(fix, r, lax.add(r, b)))
+
+
+def _divmod_operands(name: str, ufunc: np.ufunc, x: Any, y: Any) -> tuple[Array, Array]:
+    x, y = value(x, name), value(y, name)
+    dtype, weak = result_type(x, y)
+    out_dtype = ufunc_result_dtype(ufunc, dtype, dtype)
+    weak = weak and out_dtype == dtype
+    a, b = promote(name, convert(x, out_dtype, weak), convert(y, out_dtype, weak))
+    return (_float_divmod if out_dtype.kind == "f" else _int_divmod)(a, b)
+
+
+def floor_divide(x1: Any, x2: Any) -> Array:
+    """x1 // x2: the floor of the quotient (NumPy's rounding, Python's sign rules).
+    Its derivative is zero, as JAX's (a step function)."""
+    x1, x2 = lax.stop_gradient(value(x1, "floor_divide")), lax.stop_gradient(
+        value(x2, "floor_divide"))
+    return _divmod_operands("floor_divide", np.floor_divide, x1, x2)[0]
+
+
+def remainder(x1: Any, x2: Any) -> Array:
+    """x1 % x2 with the sign of the divisor (Python's and NumPy's `mod`). Differentiable as
+    x1 - x2 * floor(x1 / x2): 1 in x1 and -floor(x1 / x2) in x2."""
+    return _divmod_operands("remainder", np.remainder, x1, x2)[1]
+
+
+mod = remainder
+
+
+def divmod(x1: Any, x2: Any) -> tuple[Array, Array]:  # noqa: A001 (NumPy's name)
+    """(x1 // x2, x1 % x2)."""
+    return floor_divide(x1, x2), remainder(x1, x2)

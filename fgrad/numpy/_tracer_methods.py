@@ -37,8 +37,8 @@ def _transpose_method(self, *axes):
 def _setitem(self, index, value):
     raise TypeError(
         "fgrad arrays are immutable under transforms: `x[i] = v` would change a value that "
-        "other computations may depend on. Build a new array instead (fgrad.numpy.where, "
-        "concatenate; x.at[i].set(v) comes with the indexing issue)."
+        "other computations may depend on. Build a new array instead: x = x.at[i].set(v) "
+        "(also .add, .multiply), or fgrad.numpy.where."
     )
 
 
@@ -71,12 +71,15 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
 def _array_function(self, func, types, args, kwargs):
     from .. import numpy as fnp
 
-    module = fnp.linalg if func.__module__.endswith("linalg") else fnp
-    fn = getattr(module, func.__name__, None)
+    # np.X -> fgrad.numpy.X and np.linalg.X -> fgrad.numpy.linalg.X; nothing else matches.
+    sub = func.__module__.removeprefix("numpy").lstrip(".")
+    name = f"{sub}.{func.__name__}" if sub else func.__name__
+    module = {"": fnp, "linalg": fnp.linalg}.get(sub)
+    fn = getattr(module, func.__name__, None) if module is not None else None
     if fn is None:
         raise TracerArrayConversionError(
-            f"np.{func.__name__} was called on a traced value, and fgrad.numpy has no "
-            f"{func.__name__}. Rewrite it with fgrad.numpy functions."
+            f"np.{name} was called on a traced value, and fgrad.numpy has no {name}. "
+            "Rewrite it with fgrad.numpy functions."
         )
     return fn(*args, **kwargs)
 
@@ -89,6 +92,9 @@ def attach() -> None:
         "__sub__": fnp.subtract, "__rsub__": _swap(fnp.subtract),
         "__mul__": fnp.multiply, "__rmul__": _swap(fnp.multiply),
         "__truediv__": fnp.divide, "__rtruediv__": _swap(fnp.divide),
+        "__floordiv__": fnp.floor_divide, "__rfloordiv__": _swap(fnp.floor_divide),
+        "__mod__": fnp.remainder, "__rmod__": _swap(fnp.remainder),
+        "__divmod__": fnp.divmod, "__rdivmod__": _swap(fnp.divmod),
         "__pow__": fnp.power, "__rpow__": _swap(fnp.power),
         "__matmul__": fnp.matmul, "__rmatmul__": _swap(fnp.matmul),
         "__neg__": fnp.negative, "__pos__": fnp.positive, "__abs__": fnp.absolute,
@@ -110,6 +116,10 @@ def attach() -> None:
         "all": fnp.all, "any": fnp.any, "clip": fnp.clip, "round": fnp.round,
         "dot": fnp.dot, "squeeze": fnp.squeeze, "ravel": fnp.ravel, "flatten": fnp.ravel,
         "swapaxes": fnp.swapaxes, "copy": fnp.copy,
+        "at": property(lambda self: fnp.at(self)),
+        "take": fnp.take, "repeat": fnp.repeat, "cumsum": fnp.cumsum, "cumprod": fnp.cumprod,
+        "sort": fnp.sort, "argsort": fnp.argsort,  # .sort() returns the sorted array (JAX)
+        "diagonal": fnp.diagonal, "trace": fnp.trace, "nonzero": fnp.nonzero,
         "astype": lambda self, dtype: fnp.asarray(self, dtype),
         "T": property(lambda self: fnp.transpose(self)),
         "mT": property(lambda self: fnp.swapaxes(self, -1, -2)),

@@ -1,0 +1,189 @@
+"""Run-time support that generated kernels import: BLAS and a few small loops.
+
+**BLAS without SciPy.** Numba's `a @ b` needs SciPy. NumPy's wheel ships its own
+OpenBLAS (`numpy.libs/libscipy_openblas64_*.so` on Linux, `numpy/.dylibs` on macOS),
+exporting `scipy_cblas_dgemm64_` and friends with 64-bit integers. Loading that file
+with `llvmlite.binding.load_library_permanently` and declaring the symbol as a
+`numba.types.ExternalFunction` lets compiled code call dgemm by name: as fast as
+NumPy's `@`, and cacheable (a ctypes pointer would make kernels uncacheable). The
+file name is wheel-specific, so it is searched for at import; if no library loads,
+`HAVE_BLAS` is False and kernels use `matmul_loop` instead (also used for integers).
+
+Kernel sources are salted with a hash of this file (see `cache.py`), so editing a
+helper here invalidates every kernel that may have inlined it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+from numba import njit, types
+
+_JIT = {"cache": True, "error_model": "numpy", "nogil": True}
+
+
+def _library_candidates() -> list[str]:
+    root = os.path.dirname(np.__file__)
+    patterns = [
+        os.path.join(root, os.pardir, "numpy.libs", "libscipy_openblas64_*"),
+        os.path.join(root, ".dylibs", "libscipy_openblas64_*"),
+        os.path.join(root, os.pardir, "numpy.libs", "libscipy_openblas64_*.dll"),
+    ]
+    found: list[str] = []
+    for pattern in patterns:
+        found += sorted(glob.glob(pattern))
+    return [os.path.normpath(p) for p in found]
+
+
+def _load_blas() -> bool:
+    """Load NumPy's bundled OpenBLAS into LLVM's symbol table; True on success."""
+    if os.environ.get("FGRAD_NO_BLAS"):
+        return False
+    import llvmlite.binding as llvm
+
+    for path in _library_candidates():
+        try:
+            llvm.load_library_permanently(path)
+        except Exception:  # a broken or foreign library: try the next one
+            continue
+        if llvm.address_of_symbol("scipy_cblas_dgemm64_"):
+            return True
+    return False
+
+
+HAVE_BLAS = _load_blas()
+
+_i32, _i64 = types.int32, types.int64
+
+
+def _gemm_type(scalar):
+    ptr = types.CPointer(scalar)
+    return types.void(_i32, _i32, _i32, _i64, _i64, _i64, scalar, ptr, _i64, ptr, _i64,
+                      scalar, ptr, _i64)
+
+
+_dgemm = types.ExternalFunction("scipy_cblas_dgemm64_", _gemm_type(types.float64))
+_sgemm = types.ExternalFunction("scipy_cblas_sgemm64_", _gemm_type(types.float32))
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+
+
+@njit(**_JIT)
+def gemm_f64(a, b, c, trans_a, trans_b):
+    """c[i] = op(a[i]) @ op(b[i]) for float64 stacks: a is (B, M, K), or (B, K, M) if
+    trans_a; b is (B, K, N), or (B, N, K) if trans_b; c is (B, M, N), all C-contiguous."""
+    nb, m, n = c.shape
+    k = a.shape[1] if trans_a else a.shape[2]
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        c[:] = 0.0
+        return
+    ta = _TRANS if trans_a else _NO_TRANS
+    tb = _TRANS if trans_b else _NO_TRANS
+    lda = a.shape[2]
+    ldb = b.shape[2]
+    for i in range(nb):
+        _dgemm(_ROW_MAJOR, ta, tb, m, n, k, 1.0, a[i].ctypes, lda, b[i].ctypes, ldb, 0.0,
+               c[i].ctypes, n)
+
+
+@njit(**_JIT)
+def gemm_f32(a, b, c, trans_a, trans_b):
+    """`gemm_f64` for float32 (single-precision accumulation, as NumPy's matmul)."""
+    nb, m, n = c.shape
+    k = a.shape[1] if trans_a else a.shape[2]
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        c[:] = 0.0
+        return
+    ta = _TRANS if trans_a else _NO_TRANS
+    tb = _TRANS if trans_b else _NO_TRANS
+    lda = a.shape[2]
+    ldb = b.shape[2]
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for i in range(nb):
+        _sgemm(_ROW_MAJOR, ta, tb, m, n, k, one, a[i].ctypes, lda, b[i].ctypes, ldb, zero,
+               c[i].ctypes, n)
+
+
+@njit(**_JIT)
+def matmul_loop(a, b, c, trans_a, trans_b):
+    """The plain-loop fallback of `gemm_*` (integers, bools, or no BLAS): i-k-j order,
+    accumulating into c (integers wrap as NumPy's do)."""
+    nb, m, n = c.shape
+    k = a.shape[1] if trans_a else a.shape[2]
+    c[:] = 0
+    for bi in range(nb):
+        for i in range(m):
+            for p in range(k):
+                av = a[bi, p, i] if trans_a else a[bi, i, p]
+                if trans_b:
+                    for j in range(n):
+                        c[bi, i, j] += av * b[bi, j, p]
+                else:
+                    for j in range(n):
+                        c[bi, i, j] += av * b[bi, p, j]
+
+
+@njit(**_JIT)
+def matmul_loop_bool(a, b, c, trans_a, trans_b):
+    """Matrix product of booleans: logical or of ands (as NumPy's matmul)."""
+    nb, m, n = c.shape
+    k = a.shape[1] if trans_a else a.shape[2]
+    c[:] = False
+    for bi in range(nb):
+        for i in range(m):
+            for p in range(k):
+                av = a[bi, p, i] if trans_a else a[bi, i, p]
+                if av:
+                    for j in range(n):
+                        if b[bi, j, p] if trans_b else b[bi, p, j]:
+                            c[bi, i, j] = True
+
+
+@njit(**_JIT)
+def argmax_rows(x, out):
+    """out[r] = the first index of the largest x[r, :] (the first NaN if any)."""
+    rows, n = x.shape
+    for r in range(rows):
+        best = x[r, 0]
+        where = 0
+        for j in range(1, n):
+            v = x[r, j]
+            if v > best or (v != v and best == best):
+                best = v
+                where = j
+        out[r] = where
+
+
+@njit(**_JIT)
+def argmin_rows(x, out):
+    """out[r] = the first index of the smallest x[r, :] (the first NaN if any)."""
+    rows, n = x.shape
+    for r in range(rows):
+        best = x[r, 0]
+        where = 0
+        for j in range(1, n):
+            v = x[r, j]
+            if v < best or (v != v and best == best):
+                best = v
+                where = j
+        out[r] = where
+
+
+def source_hash() -> str:
+    """A hash of this file, to salt kernel sources with."""
+    import hashlib
+
+    with open(__file__, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+__all__ = ["HAVE_BLAS", "argmax_rows", "argmin_rows", "gemm_f32", "gemm_f64",
+           "matmul_loop", "matmul_loop_bool", "source_hash"]
+
