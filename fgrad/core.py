@@ -248,7 +248,8 @@ class Tracer:
             f"a traced value {self.aval} inside `{self._interp.transform}` was converted to a "
             "NumPy array (np.asarray / np.array or a NumPy function without fgrad support).\n"
             "That would silently drop it from the transform. Use the fgrad.numpy function "
-            "of the same name instead (import fgrad.numpy as fnp)."
+            "of the same name instead (import fgrad.numpy as fnp). To index a NumPy array "
+            "with a traced index, write fgrad.numpy.take(x, i) or fgrad.numpy.at(x)[i].get()."
         )
 
     def __repr__(self) -> str:

