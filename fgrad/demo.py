@@ -6,17 +6,26 @@ code shown is exactly the code that runs: every step's right-hand column is
 executed (in one namespace per tutorial) and its printed output and result
 expressions are shown, so every number on screen is computed by fgrad here
 and now.
+
+Seed 002's MLP is trained twice (a jitted step called from Python, and the whole loop as one
+jitted `lax.fori_loop`) and timed, and its per-example gradients come from `vmap` (checked
+against a loop); a section beyond the tutorials runs Newton's method with `fgrad.hessian`.
+The demo ends by saying where jit's kernel cache is. `--plot FILE` saves the MLP's loss
+curve (with matplotlib).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import linecache
 import os
+import pprint
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -28,7 +37,7 @@ RIGHT = 50  # width of the fgrad column
 WIDTH = 2 + LEFT + 3 + RIGHT
 
 _ASCII = str.maketrans({"│": "|", "─": "-", "┼": "+", "━": "=", "→": "->", "▸": ">",
-                        "·": "-", "…": "..."})
+                        "·": "-", "…": "...", "µ": "u", "±": "+-"})
 
 
 # ============================================================================ the script
@@ -275,11 +284,12 @@ SEED_001 = Section(
 
 SEED_002 = Section(
     "002", "A small MLP: Linear(10, 20), relu, Linear(20, 1), MSE loss, SGD",
-    intro="nn.Module and optim.SGD arrive later as fgrad.nn / fgrad.optim; here the net is "
-          "written by hand, its parameters a dict.",
+    intro="fgrad.nn makes the net a pair of pure functions, init and apply, with its "
+          "parameters a list of dicts; fgrad.optim makes the optimizer a pair too: init builds "
+          "its state, update turns gradients into updates.",
     steps=[
         Step(
-            "Training with value_and_grad on a params dict",
+            "The net, the loss and the optimizer",
             """
             class Net(nn.Module):
                 def __init__(self):
@@ -297,6 +307,25 @@ SEED_002 = Section(
                                   lr=0.01)
             x = torch.randn(100, 10)
             y = torch.randn(100, 1)
+            """,
+            """
+            init, net = nn.serial(nn.Dense(20), nn.Relu,
+                                  nn.Dense(1))
+            rng = np.random.default_rng(0)
+            params = init(rng, (100, 10))
+            def loss(p, x, y):  # criterion(net(x), y)
+                return nn.mse_loss(net(p, x), y)
+            opt = optim.sgd(0.01)
+            x = rng.standard_normal((100, 10))
+            y = rng.standard_normal((100, 1))
+            """,
+            ["tree_map(np.shape, params)", "loss(params, x, y)"],
+            note="Dense initialises its weights as nn.Linear does (uniform in ±1/sqrt(fan_in)); "
+                 "Relu has no parameters, hence the empty tuple.",
+        ),
+        Step(
+            "1000 steps, each a call to a jitted step function",
+            """
             for epoch in range(1000):
                 y_pred = net(x)
                 loss = criterion(y_pred, y)
@@ -305,31 +334,86 @@ SEED_002 = Section(
                 optimizer.zero_grad()
             """,
             """
-            rng = np.random.default_rng(0)
-            x = rng.standard_normal((100, 10))
-            y = rng.standard_normal((100, 1))
-            def linear(n_in, n_out):  # nn.Linear's init
-                k = 1 / np.sqrt(n_in)
-                return (rng.uniform(-k, k, (n_in, n_out)),
-                        rng.uniform(-k, k, n_out))
-            W1, b1 = linear(10, 20)
-            W2, b2 = linear(20, 1)
-            params = {"W1": W1, "b1": b1, "W2": W2, "b2": b2}
-            def net(p, x):
-                h = fnp.maximum(x @ p["W1"] + p["b1"], 0.0)
-                return h @ p["W2"] + p["b2"]
-            def loss(p):
-                return fnp.mean((net(p, x) - y) ** 2)
-            step = fgrad.value_and_grad(loss)
-            for epoch in range(100):
-                l, g = step(params)
-                params = tree_map(lambda p, d: p - 0.01 * d,
-                                  params, g)
-                if epoch % 25 == 0:
-                    print(f"epoch {epoch+1}: loss = {l:.4f}")
+            @fgrad.jit
+            def step(p, s, x, y):
+                l, g = fgrad.value_and_grad(loss)(p, x, y)
+                updates, s = opt.update(g, s, p)
+                return optim.apply_updates(p, updates), s, l
+            p, s = params, opt.init(params)
+            losses, ts = [], []
+            for epoch in progress(range(1000)):
+                t0 = time.perf_counter()
+                p, s, l = step(p, s, x, y)
+                ts.append(time.perf_counter() - t0)
+                losses.append(l)
+            for e in (1, 10, 100, 1000):
+                l = losses[e - 1]
+                print(f"epoch {e:4}: loss = {l:.4f}")
+            print(f"call 1: {ts[0]:.2f} s")
+            us = np.median(ts[1:]) * 1e6
+            print(f"then {us:.0f} µs/step (median)")
             """,
-            ["loss(params)"],
-            note="100 epochs instead of the tutorial's 1000, to keep the demo quick.",
+            ["loss(p, x, y)"],
+            note="Nothing to zero: value_and_grad returns fresh gradients, and opt.update "
+                 "returns the updates and the optimizer's next state. Call 1 traces step and "
+                 "compiles it (or loads it from the kernel cache, below; in a fresh process it "
+                 "also imports Numba); the other 999 calls run the compiled code.",
+        ),
+        Step(
+            "...or the whole loop in one jitted call: lax.fori_loop",
+            """
+            for epoch in range(1000):
+                ...  # the same loop, but run as one
+                     # compiled program: no Python
+                     # between the steps
+            """,
+            """
+            @fgrad.jit
+            def train(p, s, x, y):
+                def body(i, carry):
+                    p, s, _ = step(*carry, x, y)
+                    return p, s
+                return lax.fori_loop(0, 1000, body, (p, s))
+            t0 = time.perf_counter()
+            p2, _ = train(params, opt.init(params), x, y)
+            t1 = time.perf_counter()
+            p2, _ = train(params, opt.init(params), x, y)
+            t2 = time.perf_counter()
+            print(f"call 1: {t1 - t0:.2f} s")
+            us = (t2 - t1) / 1000 * 1e6
+            print(f"then {us:.0f} µs/step (total/1000)")
+            """,
+            ["loss(p2, x, y)", "np.isclose(loss(p2, x, y), loss(p, x, y))",
+             "tree_map(np.allclose, p2, p)"],
+            note="Both ways give the same parameters, so the same final loss. The time a "
+                 "step is, above, the median of the 999 calls after the first, and here the "
+                 "second call's time divided by its 1000 steps.",
+        ),
+        Step(
+            "Beyond the tutorial: per-example gradients",
+            """
+            grads = []
+            for i in range(100):
+                net.zero_grad()
+                criterion(net(x[i]), y[i]).backward()
+                grads.append([q.grad.clone()
+                              for q in net.parameters()])
+            """,
+            """
+            per_example = fgrad.vmap(fgrad.grad(loss),
+                                     in_axes=(None, 0, 0))
+            pg = per_example(p, x, y)
+            looped = [fgrad.grad(loss)(p, x[i], y[i])
+                      for i in range(100)]
+            stack = tree_map(lambda *g: np.stack(g), *looped)
+            batch_g = fgrad.grad(loss)(p, x, y)
+            mean_g = tree_map(lambda g: g.mean(axis=0), pg)
+            """,
+            ["tree_map(np.shape, pg)", "tree_map(np.allclose, pg, stack)",
+             "tree_map(np.allclose, mean_g, batch_g)"],
+            note="in_axes=(None, 0, 0): the same params for every example, x and y split along "
+                 "their first axis. One batched call gives the 100 gradients the loop computes "
+                 "one by one; their mean is the gradient of the batch's mean loss.",
         ),
     ],
 )
@@ -465,6 +549,64 @@ SEED_004 = Section(
     ],
 )
 
+NEWTON = Section(
+    "Newton", "Beyond the tutorials: a Hessian and Newton's method",
+    intro="Transforms compose: hessian(f) is jacfwd(jacrev(f)), and a Newton step solves "
+          "H(v) d = g(v) for d.",
+    steps=[
+        Step(
+            "Newton's method on Rosenbrock's function",
+            """
+            from torch.func import grad, hessian
+            def f(v):
+                x, y = v[0], v[1]
+                return (1 - x)**2 + 100 * (y - x**2)**2
+            v = torch.tensor([-1.2, 1.0],
+                             dtype=torch.float64)
+            for i in range(6):
+                g, H = grad(f)(v), hessian(f)(v)
+                v = v - torch.linalg.solve(H, g)
+            """,
+            """
+            def f(v):
+                x, y = v[0], v[1]
+                return (1 - x)**2 + 100 * (y - x**2)**2
+            g, H = fgrad.grad(f), fgrad.hessian(f)
+            v = np.array([-1.2, 1.0])
+            print("step  f(v)     max |v - 1|")
+            for i in range(1, 7):
+                v = v - fnp.linalg.solve(H(v), g(v))
+                e = np.abs(v - 1).max()
+                print(f"{i:4}  {f(v):.1e}  {e:.1e}")
+            """,
+            ["v", "g(v)", "H(v)"],
+            note="The minimum is at v = (1, 1), where f is 0. "
+                 "Newton's method is not a descent method (step 2 goes uphill), but near the "
+                 "minimum it converges quadratically: the error about squares at every step.",
+        ),
+        Step(
+            "On a quadratic, one Newton step is exact",
+            """
+            A = torch.tensor([[3.0, 1.0], [1.0, 2.0]])
+            b = torch.tensor([1.0, -1.0])
+            q = lambda v: v @ A @ v / 2 - b @ v
+            v = torch.zeros(2)
+            v = v - torch.linalg.solve(hessian(q)(v),
+                                       grad(q)(v))
+            """,
+            """
+            A = np.array([[3.0, 1.0], [1.0, 2.0]])
+            b = np.array([1.0, -1.0])
+            q = lambda v: v @ A @ v / 2 - b @ v
+            v = np.zeros(2)
+            Hq = fgrad.hessian(q)(v)
+            v = v - fnp.linalg.solve(Hq, fgrad.grad(q)(v))
+            """,
+            ["Hq", "np.allclose(Hq, A)", "v", "np.allclose(A @ v, b)"],
+        ),
+    ],
+)
+
 RECORDED = Section(
     "IR", "What fgrad recorded: make_jaxpr",
     intro="make_jaxpr traces a function on shapes and dtypes alone and returns the IR every "
@@ -491,25 +633,42 @@ RECORDED = Section(
                 return b
             """,
             [Raises("fgrad.make_jaxpr(f)(2.0)")],
-            note="Traced values are abstract, so the loop cannot run on them; lax.while_loop "
-                 "(a later issue) records such a loop in the IR.",
+            note="Traced values are abstract, so the loop cannot run on them.",
+        ),
+        Step(
+            "...lax.while_loop records such a loop in the IR",
+            "",
+            """
+            def f(a):
+                return lax.while_loop(lambda b: fnp.linalg.norm(b) < 1000,
+                                      lambda b: b * 2, a * 2)
+            """,
+            ["fgrad.make_jaxpr(f)(2.0)", "fgrad.jvp(f, (2.0,), (1.0,))"],
+            note="The loop is one `while` equation holding its condition and body; the IR "
+                 "can be differentiated (here in forward mode: f(2) = 1024, f'(2) = 512), "
+                 "batched and compiled.",
         ),
     ],
 )
 
-SECTIONS = [SEED_000, SEED_001, SEED_002, SEED_003, SEED_004, RECORDED]
+SECTIONS = [SEED_000, SEED_001, SEED_002, SEED_003, SEED_004, NEWTON, RECORDED]
 
 
 # ============================================================================ running
 
 
-def _namespace() -> dict[str, Any]:
+def _namespace(stream: TextIO) -> dict[str, Any]:
+    """The names the fgrad column uses (the banner lists them). `progress` draws its bar on
+    the demo's own output stream (when that is a terminal), not on the captured stdout."""
     import fgrad
     import fgrad.numpy as fnp
-    from fgrad.tree_util import tree_map
+    from fgrad import lax, nn, optim
+    from fgrad._progress import progress
+    from fgrad.tree_util import tree_leaves, tree_map
 
-    return {"__name__": "__fgrad_demo__", "np": np, "fgrad": fgrad, "fnp": fnp,
-            "tree_map": tree_map}
+    return {"__name__": "__fgrad_demo__", "time": time, "np": np, "fgrad": fgrad, "fnp": fnp,
+            "lax": lax, "nn": nn, "optim": optim, "tree_leaves": tree_leaves,
+            "tree_map": tree_map, "progress": functools.partial(progress, live=stream)}
 
 
 def _run_code(code: str, ns: dict[str, Any], filename: str) -> list[str]:
@@ -525,11 +684,14 @@ def _run_code(code: str, ns: dict[str, Any], filename: str) -> list[str]:
 
 
 def _format_value(value: Any) -> str:
-    """NumPy's formatting (arrays as NumPy prints them, 0-d values like `1024.`)."""
+    """NumPy's formatting (arrays as NumPy prints them, 0-d values like `1024.`); lists and
+    dicts (pytrees of shapes or booleans) pretty-printed to the column's width."""
     if isinstance(value, (np.ndarray, np.generic)):
         return np.array2string(np.asarray(value))
     if isinstance(value, tuple):
         return "(" + ", ".join(_format_value(v) for v in value) + ")"
+    if isinstance(value, (list, dict)):
+        return pprint.pformat(value, width=RIGHT - 2)
     return str(value)
 
 
@@ -612,7 +774,7 @@ class _Printer:
         self.style = _Style(color)
         encoding = getattr(stream, "encoding", None) or "ascii"
         try:
-            "│─┼━→▸·…".encode(encoding)
+            "│─┼━→▸·…µ±".encode(encoding)
             self.unicode = True
         except (UnicodeEncodeError, LookupError):
             self.unicode = False
@@ -624,7 +786,9 @@ class _Printer:
 
     def paragraph(self, text: str, indent: str = "  ",
                   style: Callable[[str], str] | None = None) -> None:
-        for line in textwrap.wrap(text, WIDTH - len(indent)):
+        # never break a word (a path) or at its hyphens
+        for line in textwrap.wrap(text, WIDTH - len(indent), break_long_words=False,
+                                  break_on_hyphens=False):
             self.emit(indent + (style(line) if style else line))
 
     def banner(self) -> None:
@@ -633,8 +797,10 @@ class _Printer:
         self.paragraph("Left, the PyTorch lines of each tutorial; right, the fgrad code that "
                        "replaces them, then what it printed and the value of each result "
                        "expression. The right column is run as shown, with:", indent="")
-        self.emit("    import numpy as np, fgrad, fgrad.numpy as fnp")
-        self.emit("    from fgrad.tree_util import tree_map")
+        self.emit("    import time, numpy as np, fgrad, fgrad.numpy as fnp")
+        self.emit("    from fgrad import lax, nn, optim")
+        self.emit("    from fgrad.tree_util import tree_leaves, tree_map")
+        self.emit("    from fgrad._progress import progress  # a bar while a loop runs")
 
     def section(self, sec: Section) -> None:
         s = self.style
@@ -645,11 +811,15 @@ class _Printer:
         if sec.intro:
             self.paragraph(sec.intro, style=s.note)
 
+    def step_title(self, step: Step) -> None:
+        """The step's title, printed before its code runs (a progress bar shows below it)."""
+        self.emit()
+        self.emit(self.style.bold(f"  ▸ {step.title}"))
+        self.stream.flush()
+
     def step(self, step: Step, printed: list[str], results: list[tuple[str, str, bool]]
              ) -> None:
         s = self.style
-        self.emit()
-        self.emit(s.bold(f"  ▸ {step.title}"))
         left = textwrap.dedent(step.torch).strip("\n").splitlines()
         code = textwrap.dedent(step.code).strip("\n")
         right = _right_lines(code, printed, results, RIGHT if left else WIDTH - 4)
@@ -668,6 +838,88 @@ class _Printer:
             self.paragraph(step.note, indent="    ", style=s.note)
 
 
+# ============================================================================ after the sections
+
+
+def kernel_cache_dir() -> str:
+    """Where jit keeps its compiled kernels: `$FGRAD_CACHE_DIR`, else `~/.cache/fgrad`.
+
+    The backend's answer when it gives one (importing its cache module does not import
+    Numba); otherwise the same rule, computed here.
+    """
+    try:
+        from fgrad.backend import cache
+
+        return cache.cache_dir()
+    except (ImportError, AttributeError):
+        configured = os.environ.get("FGRAD_CACHE_DIR")
+        return configured or os.path.join(os.path.expanduser("~"), ".cache", "fgrad")
+
+
+def _kernel_stats() -> dict[str, int]:
+    """The backend's kernel counters (compiled, loaded, ...), or {} when it has none."""
+    try:
+        from fgrad import backend
+
+        return dict(backend.stats())
+    except (ImportError, AttributeError):
+        return {}
+
+
+def save_loss_plot(path: str, losses: Sequence[float]) -> tuple[bool, str]:
+    """Plot seed 002's training loss to `path` with matplotlib (when it is installed).
+
+    Returns (saved, message); not having matplotlib is not an error, just a message
+    saying how to install it.
+    """
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+    except ImportError:
+        return False, (f"--plot: matplotlib is not installed, so {path} was not written. "
+                       "Install it with: pip install matplotlib")
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(np.arange(1, len(losses) + 1), np.asarray(losses, dtype=float))
+    ax.set_xlabel("step")
+    ax.set_ylabel("MSE loss")
+    ax.set_title("Seed 002: Dense(20), Relu, Dense(1), trained with optim.sgd(0.01)")
+    ax.grid(True, alpha=0.3)
+    fig.savefig(path, dpi=100)
+    return True, f"Saved the loss curve of seed 002's training to {path}"
+
+
+def _footer(printer: _Printer, seconds: float, stats_before: dict[str, int],
+            plot_message: str | None) -> None:
+    s = printer.style
+    printer.section(Section("Done", "the kernel cache"))
+    printer.emit()
+    if plot_message:
+        printer.paragraph(plot_message)
+    from fgrad.jit import backend_name
+
+    where = kernel_cache_dir()
+    source = ("$FGRAD_CACHE_DIR" if os.environ.get("FGRAD_CACHE_DIR")
+              else "the default; set FGRAD_CACHE_DIR to move it")
+    printer.emit(f"  The demo ran in {seconds:.1f} s. jit's compiled kernels are cached in")
+    printer.emit("    " + s.value(where))
+    printer.emit(f"  ({source}).")
+    if backend_name() == "numpy":
+        printer.paragraph("FGRAD_BACKEND=numpy: jit ran its programs with the NumPy "
+                          "interpreter, so nothing was compiled or cached.")
+        return
+    after = _kernel_stats()
+    compiled = after.get("compiled", 0) - stats_before.get("compiled", 0)
+    loaded = after.get("loaded", 0) - stats_before.get("loaded", 0)
+    kernels = lambda n: f"{n} kernel{'s' * (n != 1)}"
+    if compiled:
+        printer.paragraph(f"This run compiled {kernels(compiled)} and loaded {loaded} from the "
+                          "cache; the next run loads them all instead of compiling.")
+    elif loaded:
+        printer.paragraph(f"This run loaded {kernels(loaded)} from the cache and compiled none.")
+    else:
+        printer.paragraph("This run needed no kernel it did not already have.")
+
+
 # ============================================================================ entry point
 
 
@@ -675,39 +927,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's command-line options (shared with `python -m fgrad demo`)."""
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                         help="colour the output (default: when writing to a terminal)")
+    parser.add_argument("--plot", metavar="FILE", default=None,
+                        help="save the MLP's loss curve to FILE (e.g. loss.png; needs "
+                             "matplotlib)")
 
 
 def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     """Run every section, printing to `stream` (standard output by default)."""
+    start = time.perf_counter()
     stream = sys.stdout if stream is None else stream
     if args.color == "auto":
         color = stream.isatty() and "NO_COLOR" not in os.environ
     else:
         color = args.color == "always"
     printer = _Printer(stream, color)
+    stats_before = _kernel_stats()
+    status = 0
     try:
         printer.banner()
+        spaces: dict[str, dict[str, Any]] = {}
         with np.printoptions(precision=4, suppress=True, linewidth=RIGHT - 4):
             for sec in SECTIONS:
                 printer.section(sec)
-                ns = _namespace()
+                ns = spaces[sec.seed] = _namespace(stream)
                 for k, step in enumerate(sec.steps):
+                    printer.step_title(step)
                     code = textwrap.dedent(step.code).strip("\n")
                     printed = _run_code(code + "\n" if code else "", ns,
                                         f"<fgrad demo {sec.seed}.{k + 1}>")
                     printer.step(step, printed, _results(step, ns))
+        plot_message = None
+        plot = getattr(args, "plot", None)
+        if plot:
+            losses = spaces.get("002", {}).get("losses")
+            if losses is None:
+                plot_message = "--plot: seed 002 did not run, so there is no loss curve."
+            else:
+                try:
+                    _, plot_message = save_loss_plot(plot, losses)
+                except (OSError, ValueError) as exc:  # unwritable path, unknown format
+                    plot_message = f"--plot: could not save {plot}: {exc}"
+                    status = 1
+        _footer(printer, time.perf_counter() - start, stats_before, plot_message)
         printer.emit()
         stream.flush()
     except BrokenPipeError:  # `python -m fgrad demo | head`
         if stream is sys.stdout:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    return 0
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the demo; `argv` are the demo's own options (see `add_arguments`)."""
-    parser = argparse.ArgumentParser(prog="python -m fgrad demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fgrad demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

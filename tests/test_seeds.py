@@ -10,6 +10,7 @@ import pytest
 
 import fgrad
 import fgrad.numpy as fnp
+from fgrad import lax, nn, optim
 from fgrad.tree_util import tree_leaves, tree_map
 
 
@@ -262,6 +263,98 @@ def test_002_mlp_sgd_lowers_the_loss():
     assert losses[-1] < losses[0] - 0.2
     assert all(b <= a + 1e-12 for a, b in zip(losses, losses[1:]))  # small lr: monotone here
     assert all(np.isfinite(leaf).all() for leaf in tree_leaves(p))
+
+
+def _nn_mlp():
+    """Seed 002's net as the demo builds it: fgrad.nn layers, fgrad.optim's SGD."""
+    init, net = nn.serial(nn.Dense(20), nn.Relu, nn.Dense(1))
+    rng = np.random.default_rng(0)
+    params = init(rng, (100, 10))
+    x, y = rng.standard_normal((100, 10)), rng.standard_normal((100, 1))
+
+    def loss(p, x, y):
+        return nn.mse_loss(net(p, x), y)
+
+    return params, loss, x, y
+
+
+def _as_hand_params(params):
+    (l1, relu, l2) = params
+    assert relu == ()
+    return {"W1": l1["w"], "b1": l1["b"], "W2": l2["w"], "b2": l2["b"]}
+
+
+def test_002_nn_serial_is_the_hand_written_net():
+    params, loss, x, y = _nn_mlp()
+    assert [sorted(p) for p in params] == [["b", "w"], [], ["b", "w"]]
+    assert params[0]["w"].shape == (10, 20) and params[2]["w"].shape == (20, 1)
+    # nn.Linear's init: uniform in +-1/sqrt(fan_in)
+    assert np.abs(params[0]["w"]).max() <= 1 / np.sqrt(10)
+    assert np.abs(params[2]["w"]).max() <= 1 / np.sqrt(20)
+    hand = _as_hand_params(params)
+    np.testing.assert_allclose(loss(params, x, y), _mlp_loss(hand, x, y), rtol=1e-14)
+    g = fgrad.grad(loss)(params, x, y)
+    g_hand = fgrad.grad(_mlp_loss)(hand, x, y)
+    for name, leaf in _as_hand_params(g).items():
+        np.testing.assert_allclose(leaf, g_hand[name], rtol=1e-12, atol=1e-15)
+
+
+def test_002_optim_sgd_is_p_minus_lr_g():
+    params, loss, x, y = _nn_mlp()
+    opt = optim.sgd(0.01)
+    g = fgrad.grad(loss)(params, x, y)
+    updates, _ = opt.update(g, opt.init(params), params)
+    new = optim.apply_updates(params, updates)
+    expected = tree_map(lambda p, d: p - 0.01 * d, params, g)
+    for a, b in zip(tree_leaves(new), tree_leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-15)
+
+
+def test_002_training_eagerly_with_a_jitted_step_and_in_a_fori_loop_agree():
+    params, loss, x, y = _nn_mlp()
+    opt = optim.sgd(0.01)
+
+    def step(p, s, x, y):
+        l, g = fgrad.value_and_grad(loss)(p, x, y)
+        updates, s = opt.update(g, s, p)
+        return optim.apply_updates(p, updates), s, l
+
+    jitted = fgrad.jit(step)
+
+    @fgrad.jit
+    def train(p, s, x, y):
+        def body(i, carry):
+            p, s, _ = jitted(*carry, x, y)
+            return p, s
+
+        return lax.fori_loop(0, 50, body, (p, s))
+
+    p_eager, s = params, opt.init(params)
+    p_jit, s_jit = params, opt.init(params)
+    losses = []
+    for _ in range(50):
+        p_eager, s, l = step(p_eager, s, x, y)
+        p_jit, s_jit, l_jit = jitted(p_jit, s_jit, x, y)
+        np.testing.assert_allclose(l_jit, l, rtol=1e-12)
+        losses.append(float(l))
+    p_loop, _ = train(params, opt.init(params), x, y)
+    for a, b, c in zip(tree_leaves(p_eager), tree_leaves(p_jit), tree_leaves(p_loop)):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(c, a, rtol=1e-10, atol=1e-14)
+    assert losses == sorted(losses, reverse=True)
+    assert loss(p_loop, x, y) < losses[0]
+
+
+def test_002_per_example_gradients_are_vmap_of_grad():
+    params, loss, x, y = _nn_mlp()
+    per_example = fgrad.vmap(fgrad.grad(loss), in_axes=(None, 0, 0))(params, x[:8], y[:8])
+    for i in range(8):
+        one = fgrad.grad(loss)(params, x[i], y[i])
+        for a, b in zip(tree_leaves(per_example), tree_leaves(one)):
+            np.testing.assert_allclose(a[i], b, rtol=1e-12, atol=1e-15)
+    batch = fgrad.grad(loss)(params, x[:8], y[:8])
+    for a, b in zip(tree_leaves(per_example), tree_leaves(batch)):
+        np.testing.assert_allclose(a.mean(axis=0), b, rtol=1e-12, atol=1e-15)
 
 
 # ============================================================================ seed 003

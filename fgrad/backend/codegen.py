@@ -1,19 +1,24 @@
 """Code generation: an optimised jaxpr becomes the Python source of one Numba function.
 
-Conventions of the generated code (they keep Numba's typing simple and stable):
+Conventions of the generated code, chosen to keep Numba's typing simple and its
+compile time low (Numba spends ~10-30 ms per loop, allocation or reshape it lowers):
 
-* every array is C-contiguous (`np.empty`, reshapes of C arrays, `np.ascontiguousarray`);
-  a 0-d value is a Numba *scalar*, never a 0-d array;
-* every scalar has its exact dtype: literals are typed (`np.float32(2.0)`), and results
-  of float32 or small-integer arithmetic are cast back (`np.float32(a * b)`), because
-  Numba widens `float32 * 2.0` to float64 and `int32 + int32` to int64;
-* a fused group (see `fusion.py`) is an inline loop nest computing scalars and storing
-  only its materialised outputs; a reduction accumulates float32 in float64 and casts
-  on store;
-* control flow is native: `scan` is a `for` loop (carries reassigned, ys written into
-  preallocated stacked arrays), `while` a `while` loop, `cond` an `if`/`elif` chain,
-  with the bodies' code generated inline;
-* inputs are never written to; outputs that may alias an input are copied on return.
+* **Every array is a flat, C-ordered 1-D buffer** whose shape is static and known
+  here. A reshape (squeeze, expand_dims) is free: the same buffer. Indices are
+  linear expressions (`a0[4 * j0 + j1 + 2]`), and loop nests collapse adjacent axes
+  whenever every access allows it, so most elementwise groups are a single loop.
+  A 0-d value is a Numba *scalar*, never an array.
+* **Typed scalars.** Literals carry their dtype (`np.float32(2.0)`), and results of
+  float32 or small-integer arithmetic are cast back (`np.float32(a * b)`), because
+  Numba widens `float32 * 2.0` to float64 and `int32 + int32` to int64.
+* **Fused groups** (see `fusion.py`) are inline loop nests computing scalars and
+  storing only their materialised outputs. A value used once is written inline into
+  its consumer's expression. Reductions accumulate float32 in float64 (integers in
+  64 bits) and cast on store.
+* **Control flow is native**: `scan` is a `for` loop (carries reassigned, ys written
+  into preallocated stacked buffers), `while` a `while` loop, `cond` an `if`/`elif`
+  chain; the bodies' code is generated inline.
+* Inputs are never written to; an output that may alias an input is copied on return.
 
 `write_function(name, jaxpr)` produces one `Function`; `module_source` joins functions
 into a module with their explicit Numba signatures (compiled eagerly, cached on disk).
@@ -24,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,12 +40,13 @@ from ..ir import Atom, ClosedJaxpr, Eqn, Jaxpr, Literal, ShapedArray, Var
 from . import fusion, passes
 from .fusion import Group
 
+# Groups with at least this many points run their outermost loop on all cores (a
+# `prange`): below it, starting threads costs more than it saves.
+PARALLEL_MIN_SIZE = 1 << 16
+
 SUPPORTED_DTYPES = frozenset(np.dtype(t) for t in (
     np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
     np.uint64, np.float32, np.float64))
-
-# Numba's scalar type names.
-_NUMBA_SCALAR = {np.dtype(np.bool_): "boolean"}
 
 
 class Unsupported(Exception):
@@ -61,7 +68,7 @@ def dtype_expr(dtype: Any) -> str:
 
 def numba_scalar(dtype: Any) -> str:
     dtype = np.dtype(dtype)
-    return _NUMBA_SCALAR.get(dtype, dtype.name)
+    return "boolean" if dtype == np.bool_ else dtype.name
 
 
 def literal(value: Any, dtype: Any) -> str:
@@ -81,13 +88,17 @@ def literal(value: Any, dtype: Any) -> str:
     return str(value) if dtype == np.int64 else f"{dtype_expr(dtype)}({value})"
 
 
-def shape_expr(shape: Sequence[int]) -> str:
-    shape = tuple(int(d) for d in shape)
-    return f"({shape[0]},)" if len(shape) == 1 else str(shape)
+def size_of(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
 
 
-def _is_name(expr: str) -> bool:
-    return expr.isidentifier()
+def strides_of(shape: Sequence[int]) -> list[int]:
+    """C-order strides, in elements."""
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return strides[::-1]
 
 
 _TYPED_LITERAL = re.compile(r"^-?(np\.\w+\()?-?(\d[\d.e+-]*|np\.inf|np\.nan|True|False)\)?$")
@@ -95,7 +106,32 @@ _TYPED_LITERAL = re.compile(r"^-?(np\.\w+\()?-?(\d[\d.e+-]*|np\.inf|np\.nan|True
 
 def _simple(expr: str) -> bool:
     """An identifier or a (typed) literal: cheap to repeat, never stored in a temporary."""
-    return _is_name(expr) or bool(_TYPED_LITERAL.match(expr))
+    return expr.isidentifier() or bool(_TYPED_LITERAL.match(expr))
+
+
+_CALL_OR_SUBSCRIPT = re.compile(r"^[\w.]*[(\[]")
+_CLOSING = {"(": ")", "[": "]"}
+
+
+def _atomic(expr: str) -> bool:
+    """A name, a literal, or one call, subscript or parenthesis spanning all of `expr`."""
+    if _simple(expr):
+        return True
+    head = _CALL_OR_SUBSCRIPT.match(expr)
+    if head is None or expr[-1] != _CLOSING[expr[head.end() - 1]]:
+        return False
+    depth = 0
+    for i, ch in enumerate(expr[head.end() - 1:], head.end() - 1):
+        depth += ch in "(["
+        depth -= ch in ")]"
+        if depth == 0:
+            return i == len(expr) - 1
+    return False
+
+
+def _paren(expr: str) -> str:
+    """`expr`, parenthesised unless it is atomic."""
+    return expr if _atomic(expr) else f"({expr})"
 
 
 # ============================================================================ what lowers
@@ -106,14 +142,8 @@ _LOWERED_OPAQUE = {"reshape", "squeeze", "expand_dims", "pad", "concatenate", "d
 
 
 def unsupported(jaxpr: Jaxpr) -> list[str]:
-    """Names (with the reason) of the equations in `jaxpr`, or in jaxprs nested in it,
-    that this generator cannot lower."""
-    found: list[str] = []
-    for eqn in jaxpr.eqns:
-        why = eqn_unsupported(eqn)
-        if why:
-            found.append(why)
-    return found
+    """Reasons, one per equation of `jaxpr` (or nested in it) that cannot be lowered."""
+    return [why for eqn in jaxpr.eqns if (why := eqn_unsupported(eqn))]
 
 
 def eqn_unsupported(eqn: Eqn) -> str | None:
@@ -129,18 +159,13 @@ def eqn_unsupported(eqn: Eqn) -> str | None:
         bodies = (eqn.params["branches"] if name == "cond" else
                   [eqn.params["jaxpr"]] if name == "scan" else
                   [eqn.params["cond_jaxpr"], eqn.params["body_jaxpr"]])
-        for body in bodies:
-            inner = unsupported(body.jaxpr)
-            if inner:
-                return inner[0]
-        return None
+        inner = [why for body in bodies for why in unsupported(body.jaxpr)]
+        return inner[0] if inner else None
     if name == "integer_pow" and eqn.params["y"] < 0 and eqn.invars[0].aval.dtype.kind != "f":
         return f"{name} (negative power of an integer)"
-    if name in fusion.FUSIBLE:
-        if name in fusion.ELEMENTWISE and name not in _ELEMENTWISE:
-            return name
-        return None
-    if name in _LOWERED_OPAQUE:
+    if name in fusion.ELEMENTWISE:
+        return None if name in _ELEMENTWISE else name
+    if name in fusion.FUSIBLE or name in _LOWERED_OPAQUE:
         return None
     return name
 
@@ -149,12 +174,13 @@ def eqn_unsupported(eqn: Eqn) -> str | None:
 
 
 class _Scalars:
-    """What an elementwise rule may use: typed literals and temporaries in the loop body."""
+    """What an elementwise rule may use: temporaries in the loop body, typed literals."""
 
     def __init__(self, writer: FunctionWriter):
         self.writer = writer
 
     def tmp(self, expr: str) -> str:
+        """`expr` stored in a fresh temporary (unless it is a name or literal already)."""
         if _simple(expr):
             return expr
         name = self.writer.fresh("t")
@@ -166,6 +192,9 @@ class _Scalars:
         return literal(value, dtype)
 
 
+Rule = Callable[[_Scalars, list[str], np.dtype, Eqn], str]
+
+
 def _cast(expr: str, dtype: np.dtype) -> str:
     """Numba's result type is exact for float64/int64/bool; other dtypes are cast."""
     if dtype in (np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.bool_)):
@@ -173,11 +202,11 @@ def _cast(expr: str, dtype: np.dtype) -> str:
     return f"{dtype_expr(dtype)}({expr})"
 
 
-def _binary(op: str) -> Callable:
+def _binary(op: str) -> Rule:
     return lambda k, xs, dt, eqn: _cast(f"{xs[0]} {op} {xs[1]}", dt)
 
 
-def _call(fn: str) -> Callable:
+def _call(fn: str) -> Rule:
     return lambda k, xs, dt, eqn: _cast(f"{fn}({', '.join(xs)})", dt)
 
 
@@ -186,25 +215,27 @@ def _div(k: _Scalars, xs: list[str], dt: np.dtype, eqn: Eqn) -> str:
     if dt.kind == "f":
         return _cast(f"{a} / {b}", dt)
     # Integers round toward zero (C, JAX); Numba's // floors, and gives 0 for x // 0.
+    a, b = k.tmp(a), k.tmp(b)
     q = k.tmp(f"{a} // {b}")
-    fix = f"{a} % {b} != 0 and ({a} < 0) != ({b} < 0)"
-    return _cast(f"{q} + 1 if {fix} else {q}", dt)
+    return _cast(f"{q} + 1 if {a} % {b} != 0 and ({a} < 0) != ({b} < 0) else {q}", dt)
 
 
 def _rem(k: _Scalars, xs: list[str], dt: np.dtype, eqn: Eqn) -> str:
     a, b = xs
     if dt.kind == "f":
         return _cast(f"np.fmod({a}, {b})", dt)
-    # C's remainder: the sign of the dividend; NumPy gives 0 for x % 0.
+    # C's remainder, with the sign of the dividend (NumPy's fmod); x % 0 gives 0.
+    a = k.tmp(a)
     r = k.tmp(f"abs({a}) % abs({b})")
     return _cast(f"-{r} if {a} < 0 else {r}", dt)
 
 
-def _maxmin(which: str) -> Callable:
-    def rule(k, xs, dt, eqn):
+def _maxmin(which: str) -> Rule:
+    def rule(k: _Scalars, xs: list[str], dt: np.dtype, eqn: Eqn) -> str:
         a, b = xs
         if dt == np.bool_:
             return f"{a} {'or' if which == 'max' else 'and'} {b}"
+        # np.maximum/np.minimum: NaN wins, as in NumPy.
         return _cast(f"np.{'maximum' if which == 'max' else 'minimum'}({a}, {b})", dt)
 
     return rule
@@ -215,55 +246,55 @@ def _integer_pow(k: _Scalars, xs: list[str], dt: np.dtype, eqn: Eqn) -> str:
     (x,), y = xs, eqn.params["y"]
     if y == 0:
         return k.lit(1, dt)
-    n, result, base = abs(y), None, x
+    n, result, base = abs(y), None, k.tmp(x)
     while n:
         if n & 1:
             result = base if result is None else k.tmp(_cast(f"{result} * {base}", dt))
         n >>= 1
         if n:
             base = k.tmp(_cast(f"{base} * {base}", dt))
-    if y < 0:
-        return _cast(f"{k.lit(1, dt)} / {result}", dt)
-    return result
+    assert result is not None
+    return _cast(f"{k.lit(1, dt)} / {result}", dt) if y < 0 else result
 
 
 def _logistic(k: _Scalars, xs: list[str], dt: np.dtype, eqn: Eqn) -> str:
     # As the NumPy impl: exp is only taken of -|x|, so it never overflows.
-    (x,) = xs
+    x = k.tmp(xs[0])
     one, zero = k.lit(1, dt), k.lit(0, dt)
     e = k.tmp(_cast(f"np.exp(-np.abs({x}))", dt))
     return _cast(f"{one} / ({one} + {e}) if {x} >= {zero} else {e} / ({one} + {e})", dt)
 
 
-def _rsqrt(k, xs, dt, eqn):
+def _rsqrt(k: _Scalars, xs: list[str], dt: np.dtype, eqn: Eqn) -> str:
     return _cast(f"{k.lit(1, dt)} / np.sqrt({xs[0]})", dt)
 
 
-def _not(k, xs, dt, eqn):
+def _not(k: _Scalars, xs: list[str], dt: np.dtype, eqn: Eqn) -> str:
     return f"not {xs[0]}" if dt == np.bool_ else _cast(f"~{xs[0]}", dt)
 
 
-def _select_n(k, xs, dt, eqn):
+def _select_n(k: _Scalars, xs: list[str], dt: np.dtype, eqn: Eqn) -> str:
     which, cases = xs[0], xs[1:]
     if len(cases) == 1:
         return cases[0]
     if eqn.invars[0].aval.dtype == np.bool_:
         return f"{cases[1]} if {which} else {cases[0]}"
     # An integer selector is clipped into range (np.choose(mode="clip")).
+    which = k.tmp(which)
     expr = cases[-1]
     for i in range(len(cases) - 2, 0, -1):
         expr = f"{cases[i]} if {which} == {i} else {expr}"
     return f"{cases[0]} if {which} <= 0 else {expr}"
 
 
-def _convert(k, xs, dt, eqn):
+def _convert(k: _Scalars, xs: list[str], dt: np.dtype, eqn: Eqn) -> str:
     (x,) = xs
     if dt == np.bool_:
         return x if eqn.invars[0].aval.dtype == np.bool_ else f"{x} != 0"
     return f"{dtype_expr(dt)}({x})"
 
 
-_ELEMENTWISE: dict[str, Callable[[_Scalars, list[str], np.dtype, Eqn], str]] = {
+_ELEMENTWISE: dict[str, Rule] = {
     "add": _binary("+"), "sub": _binary("-"), "mul": _binary("*"),
     "div": _div, "rem": _rem, "max": _maxmin("max"), "min": _maxmin("min"),
     "pow": _call("np.power"), "atan2": _call("np.arctan2"),
@@ -288,11 +319,11 @@ _ELEMENTWISE: dict[str, Callable[[_Scalars, list[str], np.dtype, Eqn], str]] = {
 
 @dataclass
 class _Reducer:
-    """How one reduction accumulates: accumulator dtype, identity, update statement."""
+    """How one reduction accumulates: accumulator dtype, identity, update statements."""
 
     acc_dtype: np.dtype
     init: str
-    update: Callable[[str, str], list[str]]  # (acc, value) -> statements
+    update: Callable[[str, str], list[str]]  # (accumulator, value) -> statements
 
 
 def _reducer(eqn: Eqn) -> _Reducer:
@@ -310,12 +341,101 @@ def _reducer(eqn: Eqn) -> _Reducer:
     cmp = ">" if bigger else "<"
     if dt.kind == "f":
         init = literal(-np.inf if bigger else np.inf, dt)
-        # NaN wins (as np.max): once the accumulator is NaN no comparison replaces it.
-        return _Reducer(dt, init, lambda a, v: [f"if {v} {cmp} {a} or {v} != {v}:",
-                                                 f"    {a} = {v}"])
+
+        def update(a: str, v: str) -> list[str]:
+            # NaN wins (as np.max): once the accumulator is NaN no comparison replaces it.
+            return [f"if {v} {cmp} {a} or {v} != {v}:", f"    {a} = {v}"]
+
+        return _Reducer(dt, init, update)
     info = np.iinfo(dt)
     init = literal(info.min if bigger else info.max, dt)
     return _Reducer(dt, init, lambda a, v: [f"if {v} {cmp} {a}:", f"    {a} = {v}"])
+
+
+# ============================================================================ loop plans
+
+
+@dataclass(frozen=True)
+class _Term:
+    """One axis of an accessed array: its index is `start + step * i[axis]` (or just
+    `start` when `axis` is None), and it advances the linear index by `stride`."""
+
+    axis: int | None
+    start: int
+    step: int
+    stride: int
+
+
+Access = list[_Term]
+
+
+def _identity(shape: Sequence[int]) -> Access:
+    return [_Term(d, 0, 1, s) for d, s in enumerate(strides_of(shape))]
+
+
+def _load_access(eqn: Eqn) -> Access:
+    """Where a load op (broadcast_in_dim, transpose, slice, rev) reads its operand."""
+    name, p = eqn.primitive.name, eqn.params
+    src = eqn.invars[0].aval.shape
+    strides = strides_of(src)
+    if name == "broadcast_in_dim":
+        return [_Term(None, 0, 0, s) if src[k] == 1 else _Term(d, 0, 1, s)
+                for k, (d, s) in enumerate(zip(p["broadcast_dimensions"], strides))]
+    if name == "transpose":
+        terms = [_Term(None, 0, 0, 0)] * len(src)
+        for j, axis in enumerate(p["permutation"]):
+            terms[axis] = _Term(j, 0, 1, strides[axis])
+        return terms
+    if name == "slice":
+        return [_Term(k, start, step, s) for k, (start, step, s)
+                in enumerate(zip(p["start_indices"], p["strides"], strides))]
+    if name == "rev":
+        return [_Term(k, src[k] - 1, -1, s) if k in p["dimensions"] else _Term(k, 0, 1, s)
+                for k, s in enumerate(strides)]
+    raise AssertionError(name)
+
+
+class _LoopPlan:
+    """The loops of a group's domain: unit axes dropped, adjacent axes merged into one
+    loop whenever every access reads them as one contiguous run (the coefficient of
+    the outer axis is the inner one's times the inner extent)."""
+
+    def __init__(self, domain: Sequence[int], accesses: Sequence[Access], collapse: bool = True):
+        self.domain = tuple(domain)
+        coefs = [self._coefficients(a) for a in accesses]
+        self.loops: list[list[int]] = []  # domain axes of each loop, outer to inner
+        for d in (d for d in range(len(domain)) if domain[d] != 1):
+            if collapse and self.loops:
+                inner = self.loops[-1][-1]
+                if all(c.get(inner, 0) == c.get(d, 0) * domain[d] for c in coefs):
+                    self.loops[-1].append(d)
+                    continue
+            self.loops.append([d])
+        self.extents = [size_of([domain[d] for d in axes]) for axes in self.loops]
+        self.vars = [f"j{n}" for n in range(len(self.loops))]
+
+    @staticmethod
+    def _coefficients(access: Access) -> dict[int, int]:
+        return {t.axis: t.step * t.stride for t in access if t.axis is not None}
+
+    def index(self, access: Access) -> str:
+        """The linear index of `access` in terms of the loop variables."""
+        coefs = self._coefficients(access)
+        const = sum(t.start * t.stride for t in access)
+        terms = []
+        for var, axes in zip(self.vars, self.loops):
+            c = coefs.get(axes[-1], 0)
+            if c:
+                terms.append(var if c == 1 else f"{c} * {var}")
+        if const or not terms:
+            terms.append(str(const))
+        return " + ".join(terms).replace("+ -", "- ")
+
+    def loop_of(self, axis: int) -> int | None:
+        for n, axes in enumerate(self.loops):
+            if axis in axes:
+                return n
+        return None
 
 
 # ============================================================================ the writer
@@ -332,6 +452,8 @@ class Function:
     param_avals: list[ShapedArray]
     extra_consts: list[Any]
     groups: list[str] = field(default_factory=list)
+    parallel: bool = False
+    helpers: list[Function] = field(default_factory=list)  # defined before it
 
 
 class FunctionWriter:
@@ -345,6 +467,7 @@ class FunctionWriter:
         self.aliasing: set[str] = set()  # names that may share memory with a parameter
         self.extra_params: list[tuple[str, Any]] = []
         self.groups: list[str] = []
+        self.kernels: list[Function] = []  # parallel group functions it calls
 
     # -------------------------------------------------------------- text
 
@@ -364,8 +487,23 @@ class FunctionWriter:
         self.counts[prefix] = n + 1
         return f"{prefix}{n}"
 
-    def comment(self, text: str) -> None:
-        self.line(f"# {text}")
+    def new(self, expr: str, prefix: str = "v", alias_of: Sequence[str] = ()) -> str:
+        """A fresh variable holding `expr` (aliasing a parameter if `alias_of` does)."""
+        name = self.fresh(prefix)
+        self.line(f"{name} = {expr}")
+        if any(a in self.aliasing for a in alias_of):
+            self.aliasing.add(name)
+        return name
+
+    def loops(self, names: Sequence[str], extents: Sequence[int], body: Callable[[], None],
+              parallel: bool = False) -> None:
+        """Nested loops (the outermost a `prange` if `parallel`) around `body()`."""
+        if not names:
+            body()
+            return
+        self.line(f"for {names[0]} in {'prange' if parallel else 'range'}({extents[0]}):")
+        with self.indent():
+            self.loops(names[1:], extents[1:], body)
 
     # -------------------------------------------------------------- values
 
@@ -375,13 +513,16 @@ class FunctionWriter:
         return env[atom]
 
     def constant(self, value: Any, aval: ShapedArray) -> str:
-        """A constant from a nested body: inline if scalar, else an extra parameter."""
+        """A constant of a nested body: inline if scalar, else an extra parameter."""
         if aval.shape == ():
             return literal(value, aval.dtype)
         name = self.fresh("k")
-        self.extra_params.append((name, value))
+        self.extra_params.append((name, np.ravel(np.asarray(value, aval.dtype))))
         self.aliasing.add(name)
         return name
+
+    def alloc(self, aval: ShapedArray, prefix: str = "v") -> str:
+        return self.new(f"np.empty({aval.size}, {dtype_expr(aval.dtype)})", prefix)
 
     # -------------------------------------------------------------- jaxprs
 
@@ -405,129 +546,197 @@ class FunctionWriter:
 
     def group(self, g: Group, env: dict[Var, str]) -> None:
         self.groups.append(g.describe())
-        self.comment(g.describe())
-        domain, red = g.domain, g.reduction
-        nd = len(domain)
-        idx = [f"i{d}" for d in range(nd)]
-        stored: dict[Var, str] = {}
-        for v in g.outputs:
-            if nd and (red is None or v is not red.outvars[0]):
-                stored[v] = self.fresh("v")
-                self.line(f"{stored[v]} = np.empty({shape_expr(domain)}, "
-                          f"{dtype_expr(v.aval.dtype)})")
-                env[v] = stored[v]
-        if red is None:
-            self._loops(idx, domain, lambda: self._group_body(g, env, idx, stored))
+        self.line(f"# {g.describe()}")
+        plan = _LoopPlan(g.domain, self._accesses(g))
+        if self._parallel_worthy(g, plan):
+            self._parallel_group(g, env, plan)
+        else:
+            self._group_code(g, env, plan)
+
+    def _parallel_worthy(self, g: Group, plan: _LoopPlan) -> bool:
+        """Big enough to pay for threads, and its outermost loop writes disjoint outputs
+        (no reduction, or one whose kept axes are outermost)."""
+        if size_of(g.domain) < PARALLEL_MIN_SIZE or not plan.loops or plan.extents[0] < 2:
+            return False
+        if g.reductions:
+            return plan.loops[0][0] not in g.reductions[0].params["axes"] and \
+                self._suffix_reduction(g, plan)
+        return True
+
+    @staticmethod
+    def _suffix_reduction(g: Group, plan: _LoopPlan) -> bool:
+        axes = set(g.reductions[0].params["axes"])
+        kept = [n for n, ax in enumerate(plan.loops) if ax[0] not in axes]
+        return kept == list(range(len(kept)))
+
+    def _parallel_group(self, g: Group, env: dict[Var, str], plan: _LoopPlan) -> None:
+        """The group as a separate `parallel=True` function (prange over its outermost
+        loop), called with its inputs and preallocated outputs."""
+        results = [v for v in g.outputs if v not in {r.outvars[0] for r in g.reductions}]
+        results += [r.outvars[0] for r in g.reductions]
+        out_names = {v: self.alloc(v.aval) for v in results}
+        name = f"{self.name}_parallel{len(self.kernels)}"
+        inner = FunctionWriter(name)
+        inner_env = {v: f"arg{i}" for i, v in enumerate(g.inputs)}
+        preallocated = {v: f"out{i}" for i, v in enumerate(results)}
+        params = [*inner_env.values(), *preallocated.values()]
+        inner._group_code(g, inner_env, plan, preallocated, parallel=True)
+        inner.line("return")
+        avals = [v.aval for v in g.inputs] + [ShapedArray((v.aval.size,), v.aval.dtype)
+                                              for v in results]
+        source = "\n".join([f"def {name}({', '.join(params)}):", *inner.lines])
+        self.kernels.append(Function(name, source, avals, [], [g.describe()], parallel=True))
+        args = [env[v] for v in g.inputs] + [out_names[v] for v in results]
+        self.line(f"{name}({', '.join(args)})")
+        env.update(out_names)
+
+    def _group_code(self, g: Group, env: dict[Var, str], plan: _LoopPlan,
+                    preallocated: dict[Var, str] | None = None, parallel: bool = False
+                    ) -> None:
+        """The loop nest of a group. Outputs are allocated here unless `preallocated`
+        names them; with `parallel` the outermost loop is a `prange`."""
+        domain = g.domain
+        outs = {r.outvars[0] for r in g.reductions}
+        given = preallocated or {}
+
+        def output(v: Var, prefix: str) -> str:
+            return given[v] if v in given else self.alloc(v.aval, prefix)
+
+        stored = {v: output(v, "v") for v in g.outputs if domain and v not in outs}
+        env.update(stored)
+        loops = (lambda names, extents, body: self.loops(names, extents, body, parallel)) \
+            if parallel else self.loops
+        if not g.reductions:
+            loops(plan.vars, plan.extents, lambda: self._point(g, env, plan, stored))
             return
-        axes = tuple(red.params["axes"])
-        kept = [d for d in range(nd) if d not in axes]
-        out = red.outvars[0]
-        reducer = _reducer(red)
-        acc = self.fresh("acc")
+        axes = set(g.reductions[0].params["axes"])
+        kept = [n for n, ax in enumerate(plan.loops) if ax[0] not in axes]
+        reducers = [_reducer(r) for r in g.reductions]
+        out_access = self._reduce_access(domain, axes)
+        accs = [self.fresh("acc") for _ in g.reductions]
 
-        def cast_acc(expr: str) -> str:
-            same = reducer.acc_dtype == out.aval.dtype
-            return expr if same else _cast(expr, out.aval.dtype)
-
-        def accumulate(target: str) -> None:
-            value = self._group_body(g, env, idx, stored)
-            for statement in reducer.update(target, value):
-                self.line(statement)
+        def store_value(reducer: _Reducer, acc: str, red: Eqn) -> str:
+            same = reducer.acc_dtype == red.outvars[0].aval.dtype
+            return acc if same else _cast(acc, red.outvars[0].aval.dtype)
 
         if kept == list(range(len(kept))):
-            # The reduced axes are innermost: one scalar accumulator per output element.
-            result = self.fresh("r")
-            if kept:
-                self.line(f"{result} = np.empty({shape_expr(out.aval.shape)}, "
-                          f"{dtype_expr(out.aval.dtype)})")
+            # The reduced axes are innermost: scalar accumulators, one output at a time.
+            results = [output(r.outvars[0], "r") if r.outvars[0].aval.shape else None
+                       for r in g.reductions]
 
             def per_output() -> None:
-                self.line(f"{acc} = {reducer.init}")
-                self._loops(idx[len(kept):], domain[len(kept):], lambda: accumulate(acc))
-                if kept:
-                    self.line(f"{result}[{', '.join(idx[:len(kept)])}] = {cast_acc(acc)}")
-                else:
-                    self.line(f"{result} = {cast_acc(acc)}")
+                for acc, reducer in zip(accs, reducers):
+                    self.line(f"{acc} = {reducer.init}")
 
-            self._loops(idx[:len(kept)], domain[:len(kept)], per_output)
-        else:
-            # An accumulator array, with the domain visited in memory order.
-            self.line(f"{acc} = np.full({shape_expr(out.aval.shape)}, {reducer.init}, "
-                      f"{dtype_expr(reducer.acc_dtype)})")
-            slot = f"{acc}[{', '.join(idx[d] for d in kept)}]"
-            current = self.fresh("a")
+                def accumulate() -> None:
+                    values = self._point(g, env, plan, stored)
+                    for acc, reducer, value in zip(accs, reducers, values):
+                        for statement in reducer.update(acc, value):
+                            self.line(statement)
 
-            def per_element() -> None:
-                self.line(f"{current} = {slot}")
-                accumulate(current)
-                self.line(f"{slot} = {current}")
+                n = len(kept)
+                self.loops(plan.vars[n:], plan.extents[n:], accumulate)
+                for res, acc, reducer, red in zip(results, accs, reducers, g.reductions):
+                    value = store_value(reducer, acc, red)
+                    if res is None:
+                        env[red.outvars[0]] = self.new(value, "r")
+                    else:
+                        self.line(f"{res}[{plan.index(out_access)}] = {value}")
 
-            self._loops(idx, domain, per_element)
-            result = acc
-            if reducer.acc_dtype != out.aval.dtype:
-                result = self.fresh("r")
-                self.line(f"{result} = {acc}.astype({dtype_expr(out.aval.dtype)})")
-        env[out] = result
-
-    def _loops(self, idx: Sequence[str], extents: Sequence[int], body: Callable) -> None:
-        if not idx:
-            body()
+            n = len(kept)
+            loops(plan.vars[:n], plan.extents[:n], per_output)
+            for res, red in zip(results, g.reductions):
+                if res is not None:
+                    env[red.outvars[0]] = res
             return
-        self.line(f"for {idx[0]} in range({extents[0]}):")
-        with self.indent():
-            self._loops(idx[1:], extents[1:], body)
+        # Otherwise accumulator arrays, with the domain visited in memory order.
+        for acc, reducer, red in zip(accs, reducers, g.reductions):
+            self.line(f"{acc} = np.full({red.outvars[0].aval.size}, {reducer.init}, "
+                      f"{dtype_expr(reducer.acc_dtype)})")
+        slot = plan.index(out_access)
 
-    def _group_body(self, g: Group, env: dict[Var, str], idx: list[str],
-                    stored: dict[Var, str]) -> str | None:
-        """The scalar statements of one point of the domain; returns the reduction's
-        operand (if the group reduces)."""
-        local: dict[Var, str] = {}
-        loads: dict[tuple[str, tuple[str, ...]], str] = {}
+        def per_element() -> None:
+            values = self._point(g, env, plan, stored)
+            for acc, reducer, value in zip(accs, reducers, values):
+                current = self.fresh("cur")
+                self.line(f"{current} = {acc}[{slot}]")
+                for statement in reducer.update(current, value):
+                    self.line(statement)
+                self.line(f"{acc}[{slot}] = {current}")
+
+        self.loops(plan.vars, plan.extents, per_element)
+        for acc, reducer, red in zip(accs, reducers, g.reductions):
+            out = red.outvars[0].aval
+            same = reducer.acc_dtype == out.dtype
+            env[red.outvars[0]] = acc if same else self.new(
+                f"{acc}.astype({dtype_expr(out.dtype)})", "r")
+
+    @staticmethod
+    def _reduce_access(domain: Sequence[int], axes: set[int]) -> Access:
+        kept = [d for d in range(len(domain)) if d not in axes]
+        strides = strides_of([domain[d] for d in kept])
+        return [_Term(d, 0, 1, s) for d, s in zip(kept, strides)]
+
+    def _accesses(self, g: Group) -> list[Access]:
+        """Every array access the group makes, for planning its loops."""
+        domain = g.domain
+        accesses = [_identity(domain)]  # direct reads and stores
+        for eqn in g.eqns:
+            name = eqn.primitive.name
+            if name in fusion.LOADS and eqn.invars[0].aval.shape:
+                accesses.append(_load_access(eqn))
+            elif name == "iota":
+                accesses.append([_Term(eqn.params["dimension"], 0, 1, 1)])
+        if g.reductions:
+            accesses.append(self._reduce_access(domain, set(g.reductions[0].params["axes"])))
+        return accesses
+
+    def _point(self, g: Group, env: dict[Var, str], plan: _LoopPlan,
+               stored: dict[Var, str]) -> list[str]:
+        """The scalar statements of one point of the domain; returns the operands of the
+        group's reductions."""
         k = _Scalars(self)
-        nd = len(idx)
-
-        def load(array: str, index: Sequence[str]) -> str:
-            key = (array, tuple(index))
-            if key not in loads:
-                loads[key] = k.tmp(f"{array}[{', '.join(index)}]")
-            return loads[key]
+        direct = plan.index(_identity(g.domain)) if g.domain else ""
+        uses = Counter(a for e in g.eqns for a in e.invars if isinstance(a, Var))
+        local: dict[Var, str] = {}
 
         def read(atom: Atom) -> str:
             if isinstance(atom, Literal):
                 return literal(atom.val, atom.aval.dtype)
-            if atom in local:
-                return local[atom]
-            if atom.aval.shape == ():
-                return env[atom]
-            return load(env[atom], idx)
+            if atom not in local:  # a group input
+                value = env[atom] if atom.aval.shape == () else f"{env[atom]}[{direct}]"
+                local[atom] = value if uses[atom] == 1 else k.tmp(value)
+            return local[atom]
 
-        red_operand = None
+        def define(var: Var, expr: str) -> None:
+            if var in stored:
+                local[var] = k.tmp(expr) if uses[var] else expr
+                self.line(f"{stored[var]}[{direct}] = {local[var]}")
+            elif not g.domain and var in g.outputs:
+                local[var] = env[var] = k.tmp(expr)
+            else:
+                local[var] = _paren(expr) if uses[var] == 1 else k.tmp(expr)
+
+        operands = []
         for eqn in g.eqns:
-            name = eqn.primitive.name
-            if eqn is g.reduction:
-                red_operand = read(eqn.invars[0])
-                continue
-            out = eqn.outvars[0]
-            if name in fusion.LOADS:
+            name, out = eqn.primitive.name, eqn.outvars[0]
+            if name in fusion.REDUCTIONS:  # its update may read the value twice
+                operands.append(k.tmp(read(eqn.invars[0])))
+            elif name in fusion.LOADS:
                 operand = eqn.invars[0]
-                index = _load_index(eqn, idx)
-                if index is None or isinstance(operand, Literal):
-                    value = read(operand)  # a scalar, broadcast
+                if isinstance(operand, Literal) or operand.aval.shape == ():
+                    define(out, read(operand))  # a scalar, broadcast
                 else:
-                    value = load(env[operand], index)
+                    define(out, f"{env[operand]}[{plan.index(_load_access(eqn))}]")
             elif name == "iota":
-                value = _cast(f"{dtype_expr(out.aval.dtype)}({idx[eqn.params['dimension']]})",
-                              out.aval.dtype)
-                value = k.tmp(value)
+                n = plan.loop_of(eqn.params["dimension"])
+                define(out, _cast(f"{dtype_expr(out.aval.dtype)}({plan.vars[n]})"
+                                  if n is not None else literal(0, out.aval.dtype),
+                                  out.aval.dtype))
             else:
                 xs = [read(a) for a in eqn.invars]
-                value = k.tmp(_ELEMENTWISE[name](k, xs, out.aval.dtype, eqn))
-            local[out] = value
-            if out in stored:
-                self.line(f"{stored[out]}[{', '.join(idx)}] = {value}")
-            elif nd == 0 and out in g.outputs:
-                env[out] = value
-        return red_operand
+                define(out, _ELEMENTWISE[name](k, xs, out.aval.dtype, eqn))
+        return operands
 
     # -------------------------------------------------------------- opaque equations
 
@@ -536,86 +745,81 @@ class FunctionWriter:
         rule = getattr(self, f"_lower_{name}", None)
         if rule is None:
             raise Unsupported(name)
-        self.comment(f"{name}")
-        ins = [self.atom(a, env) for a in eqn.invars]
-        outs = rule(eqn, ins)
+        self.line(f"# {name}")
+        outs = rule(eqn, env, [self.atom(a, env) for a in eqn.invars])
         env.update(zip(eqn.outvars, outs))
 
-    def _new(self, expr: str, prefix: str = "v", alias_of: Sequence[str] = ()) -> str:
-        name = self.fresh(prefix)
-        self.line(f"{name} = {expr}")
-        if any(a in self.aliasing for a in alias_of):
-            self.aliasing.add(name)
-        return name
-
-    def _reshaped(self, x: str, src: tuple[int, ...], dst: tuple[int, ...],
-                  dtype: np.dtype) -> str:
-        if src == dst:
-            return x
-        if src == ():
-            return self._new(f"np.full({shape_expr(dst)}, {x}, {dtype_expr(dtype)})")
-        if dst == ():
-            return self._new(f"{x}.reshape((1,))[0]")
-        return self._new(f"{x}.reshape({shape_expr(dst)})", alias_of=[x])
-
-    def _lower_reshape(self, eqn, ins):
-        src, dst = eqn.invars[0].aval, eqn.outvars[0].aval
-        return [self._reshaped(ins[0], src.shape, dst.shape, dst.dtype)]
+    def _lower_reshape(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
+        """Free on flat buffers, except to and from 0-d scalars."""
+        (x,), src, dst = ins, eqn.invars[0].aval, eqn.outvars[0].aval
+        if src.shape == () and dst.shape != ():
+            return [self.new(f"np.full({dst.size}, {x}, {dtype_expr(dst.dtype)})")]
+        if dst.shape == () and src.shape != ():
+            return [self.new(f"{x}[0]")]
+        return [x]
 
     _lower_squeeze = _lower_reshape
     _lower_expand_dims = _lower_reshape
 
-    def _lower_concatenate(self, eqn, ins):
-        out, dim = eqn.outvars[0].aval, eqn.params["dimension"]
-        name = self._new(f"np.empty({shape_expr(out.shape)}, {dtype_expr(out.dtype)})")
-        start = 0
-        for atom, x in zip(eqn.invars, ins):
-            size = atom.aval.shape[dim]
-            if size:
-                index = [":"] * out.ndim
-                index[dim] = f"{start}:{start + size}"
-                self.line(f"{name}[{', '.join(index)}] = {x}")
-            start += size
-        return [name]
+    def copy_into(self, src: str, src_shape: Sequence[int], dst: str, dst_access: Access,
+                  checks: Sequence[tuple[int, int, int, int]] = ()) -> None:
+        """dst[f(i)] = src[i] for every index i of `src_shape`, where f is `dst_access`
+        (its terms' axes are src's axes). `checks` lists (axis, start, step, extent):
+        the store happens only where every `start + step * i[axis]` is in [0, extent)."""
+        plan = _LoopPlan(src_shape, [_identity(src_shape), dst_access], collapse=not checks)
+        store = f"{dst}[{plan.index(dst_access)}] = {src}[{plan.index(_identity(src_shape))}]"
 
-    def _lower_pad(self, eqn, ins):
-        x, value = ins
-        src, out = eqn.invars[0].aval, eqn.outvars[0].aval
-        config = eqn.params["padding_config"]
-        name = self._new(f"np.full({shape_expr(out.shape)}, {value}, {dtype_expr(out.dtype)})")
-        if src.size == 0 or out.size == 0:
-            return [name]
-        if src.ndim == 0:
-            return [name]
-        idx = [self.fresh("j") for _ in range(src.ndim)]
-        targets, checks = [], []
-        for j, n_out, (lo, hi, interior) in zip(idx, out.shape, config):
-            target = f"{lo} + {interior + 1} * {j}" if interior else f"{j} + {lo}"
-            target = target.replace(" + 0", "") if lo == 0 else target
-            if lo < 0 or hi < 0:
-                t = self.fresh("p")
-                targets.append((t, target))
-                checks.append(f"0 <= {t} < {n_out}")
-            else:
-                targets.append((None, target))
-
-        def body():
-            for t, target in targets:
-                if t is not None:
-                    self.line(f"{t} = {target}")
-            index = ", ".join(t if t is not None else target for t, target in targets)
-            store = f"{name}[{index}] = {x}[{', '.join(idx)}]"
-            if checks:
-                self.line(f"if {' and '.join(checks)}:")
-                with self.indent():
-                    self.line(store)
-            else:
+        def body() -> None:
+            if not checks:
+                self.line(store)
+                return
+            conds = []
+            for axis, start, step, extent in checks:
+                n = plan.loop_of(axis)
+                value = f"{start} + {step} * {plan.vars[n]}" if n is not None else str(start)
+                conds.append(f"0 <= {value} < {extent}")
+            self.line(f"if {' and '.join(conds)}:")
+            with self.indent():
                 self.line(store)
 
-        self._loops(idx, src.shape, body)
-        return [name]
+        self.loops(plan.vars, plan.extents, body)
 
-    def _lower_dot_general(self, eqn, ins):
+    def _lower_concatenate(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
+        out, dim = eqn.outvars[0].aval, eqn.params["dimension"]
+        result = self.alloc(out)
+        strides = strides_of(out.shape)
+        start = 0
+        for atom, x in zip(eqn.invars, ins):
+            shape = atom.aval.shape
+            if atom.aval.size:
+                access = [_Term(k, start if k == dim else 0, 1, s) for k, s in enumerate(strides)]
+                self.copy_into(x, shape, result, access)
+            start += shape[dim]
+        return [result]
+
+    def _lower_pad(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
+        (x, value), src, out = ins, eqn.invars[0].aval, eqn.outvars[0].aval
+        config = eqn.params["padding_config"]
+        result = self.new(f"np.full({out.size}, {value}, {dtype_expr(out.dtype)})")
+        if src.size and out.size:
+            strides = strides_of(out.shape)
+            access = [_Term(k, lo, interior + 1, s)
+                      for k, ((lo, hi, interior), s) in enumerate(zip(config, strides))]
+            checks = [(k, lo, interior + 1, n) for k, ((lo, hi, interior), n)
+                      in enumerate(zip(config, out.shape)) if lo < 0 or hi < 0]
+            self.copy_into(x, src.shape, result, access, checks)
+        return [result]
+
+    def _transposed(self, x: str, aval: ShapedArray, perm: Sequence[int]) -> str:
+        """A C-ordered copy of x with its axes permuted."""
+        shape = [aval.shape[p] for p in perm]
+        result = self.alloc(ShapedArray(shape, aval.dtype))
+        # Read x in its own order; write each element to its permuted position.
+        access = [_Term(axis, 0, 1, stride) for axis, stride in zip(perm, strides_of(shape))]
+        self.copy_into(x, aval.shape, result, access)
+        return result
+
+    def _lower_dot_general(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
         from . import runtime
 
         (xc, yc), (xb, yb) = eqn.params["dimension_numbers"]
@@ -623,73 +827,61 @@ class FunctionWriter:
         xf = [a for a in range(xa.ndim) if a not in xc and a not in xb]
         yf = [a for a in range(ya.ndim) if a not in yc and a not in yb]
 
-        def size(shape, axes):
-            return int(np.prod([shape[a] for a in axes], dtype=np.int64))
+        def size(shape: Sequence[int], axes: Sequence[int]) -> int:
+            return size_of([shape[a] for a in axes])
 
         b, m = size(xa.shape, xb), size(xa.shape, xf)
         k, n = size(xa.shape, xc), size(ya.shape, yf)
-        x3, trans_a = self._as_stack(ins[0], xa, [*xb, *xf, *xc], [*xb, *xc, *xf], (b, m, k))
-        y3, trans_b = self._as_stack(ins[1], ya, [*yb, *yc, *yf], [*yb, *yf, *yc], (b, k, n))
-        c3 = self._new(f"np.empty({shape_expr((b, m, n))}, {dtype_expr(out.dtype)})")
+        x3, trans_a = self._stacked(ins[0], xa, [*xb, *xf, *xc], [*xb, *xc, *xf])
+        y3, trans_b = self._stacked(ins[1], ya, [*yb, *yc, *yf], [*yb, *yf, *yc])
+        c = self.alloc(ShapedArray((b * m * n,), out.dtype))
         if out.dtype in (np.float64, np.float32) and runtime.HAVE_BLAS:
             fn = "gemm_f64" if out.dtype == np.float64 else "gemm_f32"
         else:
             fn = "matmul_loop_bool" if out.dtype == np.bool_ else "matmul_loop"
-        self.line(f"{fn}({x3}, {y3}, {c3}, {trans_a}, {trans_b})")
-        if out.shape == ():
-            return [self._new(f"{c3}[0, 0, 0]")]
-        return [self._new(f"{c3}.reshape({shape_expr(out.shape)})")]
+        self.line(f"{fn}({x3}, {y3}, {c}, {b}, {m}, {n}, {k}, {trans_a}, {trans_b})")
+        return [self.new(f"{c}[0]") if out.shape == () else c]
 
-    def _as_stack(self, x: str, aval: ShapedArray, order: list[int], trans_order: list[int],
-                  bmk: tuple[int, int, int]) -> tuple[str, bool]:
-        """x as a C-contiguous (B, M, K) stack, or as (B, K, M) flagged transposed when its
-        memory is already in that order (BLAS transposes for free)."""
-        b, m, k = bmk
+    def _stacked(self, x: str, aval: ShapedArray, order: list[int], trans_order: list[int]
+                 ) -> tuple[str, bool]:
+        """x as a flat (B, M, K) stack, or as (B, K, M) flagged transposed when its memory
+        is already in that order (BLAS transposes for free)."""
         if aval.ndim == 0:
-            return self._new(f"np.full((1, 1, 1), {x}, {dtype_expr(aval.dtype)})"), False
+            return self.new(f"np.full(1, {x}, {dtype_expr(aval.dtype)})"), False
         identity = list(range(aval.ndim))
         if order == identity:
-            return self._new(f"{x}.reshape({shape_expr(bmk)})", alias_of=[x]), False
+            return x, False
         if trans_order == identity:
-            return self._new(f"{x}.reshape({shape_expr((b, k, m))})", alias_of=[x]), True
-        moved = self._new(f"np.ascontiguousarray(np.transpose({x}, {shape_expr(order)}))")
-        return self._new(f"{moved}.reshape({shape_expr(bmk)})"), False
+            return x, True
+        return self._transposed(x, aval, order), False
 
-    def _lower_argmax(self, eqn, ins, which="argmax"):
+    def _lower_argmax(self, eqn: Eqn, env: dict, ins: list[str], which: str = "argmax"
+                      ) -> list[str]:
         (axis,), x = eqn.params["axes"], ins[0]
         src, out = eqn.invars[0].aval, eqn.outvars[0].aval
         n = src.shape[axis]
-        rows = src.size // n if n else 0
-        if axis == src.ndim - 1:
-            x2 = self._new(f"{x}.reshape({shape_expr((rows, n))})")
-        else:
-            perm = [d for d in range(src.ndim) if d != axis] + [axis]
-            moved = self._new(f"np.ascontiguousarray(np.transpose({x}, {shape_expr(perm)}))")
-            x2 = self._new(f"{moved}.reshape({shape_expr((rows, n))})")
-        result = self._new(f"np.empty({rows}, {dtype_expr(out.dtype)})")
-        self.line(f"{which}_rows({x2}, {result})")
-        return [self._reshaped(result, (rows,), out.shape, out.dtype)]
+        if axis != src.ndim - 1:
+            x = self._transposed(x, src, [d for d in range(src.ndim) if d != axis] + [axis])
+        result = self.alloc(ShapedArray((max(out.size, 1),), out.dtype))
+        self.line(f"{which}_rows({x}, {out.size}, {n}, {result})")
+        return [self.new(f"{result}[0]") if out.shape == () else result]
 
-    def _lower_argmin(self, eqn, ins):
-        return self._lower_argmax(eqn, ins, "argmin")
+    def _lower_argmin(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
+        return self._lower_argmax(eqn, env, ins, "argmin")
 
     # -------------------------------------------------------------- control flow
 
-    def _assign(self, names: Sequence[str], values: Sequence[str]) -> None:
+    def assign(self, names: Sequence[str], values: Sequence[str]) -> None:
         """Simultaneous assignment (a carry may be another carry's new value)."""
-        if not names:
-            return
-        if len(names) == 1:
-            self.line(f"{names[0]} = {values[0]}")
-        else:
+        if names:
             self.line(f"{', '.join(names)} = {', '.join(values)}")
 
-    def _lower_cond(self, eqn, ins):
+    def _lower_cond(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
         branches = eqn.params["branches"]
         index, ops = ins[0], ins[1:]
         outs = [self.fresh("o") for _ in eqn.outvars]
         if len(branches) == 1:
-            self._assign(outs, self.body(branches[0], ops))
+            self.assign(outs, self.body(branches[0], ops))
             return outs
         aliasing = False
         for i, branch in enumerate(branches):
@@ -703,45 +895,41 @@ class FunctionWriter:
                 before = len(self.lines)
                 results = self.body(branch, ops)
                 aliasing |= any(r in self.aliasing for r in results)
-                self._assign(outs, results)
+                self.assign(outs, results)
                 if len(self.lines) == before:
                     self.line("pass")
         if aliasing:
             self.aliasing.update(outs)
         return outs
 
-    def _lower_scan(self, eqn, ins):
+    def _lower_scan(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
         p = eqn.params
         n_consts, n_carry, length = p["num_consts"], p["num_carry"], p["length"]
-        consts, init, xs = ins[:n_consts], ins[n_consts:n_consts + n_carry], \
-            ins[n_consts + n_carry:]
+        consts, init = ins[:n_consts], ins[n_consts:n_consts + n_carry]
+        xs = list(zip(ins[n_consts + n_carry:], eqn.invars[n_consts + n_carry:]))
         carries = [self.fresh("c") for _ in init]
-        self._assign(carries, init)
-        ys = []
-        for v in eqn.outvars[n_carry:]:
-            ys.append(self._new(f"np.empty({shape_expr(v.aval.shape)}, "
-                                f"{dtype_expr(v.aval.dtype)})", "ys"))
+        self.assign(carries, init)
+        ys = [(self.alloc(v.aval, "ys"), v.aval) for v in eqn.outvars[n_carry:]]
         step = self.fresh("s")
+        outs: list[str] = []
         self.line(f"for {step} in range({length}):")
         with self.indent():
-            i = step
-            if p["reverse"]:
-                i = self._new(f"{length - 1} - {step}", "r")
-            x_now = [self._new(f"{x}[{i}]", "x", alias_of=[x]) for x in xs]
+            i = self.new(f"{length - 1} - {step}", "r") if p["reverse"] else step
+            x_now = [self.new(_row(x, atom.aval, i), "x", alias_of=[x]) for x, atom in xs]
             outs = self.body(p["jaxpr"], [*consts, *carries, *x_now])
-            self._assign(carries, outs[:n_carry])
-            for y, value in zip(ys, outs[n_carry:]):
-                self.line(f"{y}[{i}] = {value}")
+            for (y, aval), value in zip(ys, outs[n_carry:]):  # before a carry changes
+                self.line(f"{_row(y, aval, i)} = {value}")
+            self.assign(carries, outs[:n_carry])
         if any(a in self.aliasing for a in [*init, *outs[:n_carry]]):
             self.aliasing.update(carries)
-        return [*carries, *ys]
+        return [*carries, *[y for y, _ in ys]]
 
-    def _lower_while(self, eqn, ins):
+    def _lower_while(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
         p = eqn.params
         nc, nb = p["cond_nconsts"], p["body_nconsts"]
         cconsts, bconsts, init = ins[:nc], ins[nc:nc + nb], ins[nc + nb:]
         carries = [self.fresh("c") for _ in init]
-        self._assign(carries, init)
+        self.assign(carries, init)
         self.line("while True:")
         with self.indent():
             (keep_going,) = self.body(p["cond_jaxpr"], [*cconsts, *carries])
@@ -749,35 +937,18 @@ class FunctionWriter:
             with self.indent():
                 self.line("break")
             outs = self.body(p["body_jaxpr"], [*bconsts, *carries])
-            self._assign(carries, outs)
+            self.assign(carries, outs)
         if any(a in self.aliasing for a in [*init, *outs]):
             self.aliasing.update(carries)
         return carries
 
 
-def _load_index(eqn: Eqn, idx: Sequence[str]) -> list[str] | None:
-    """The operand index read at domain point `idx` by a load op (None: a 0-d operand)."""
-    name, p = eqn.primitive.name, eqn.params
-    src = eqn.invars[0].aval.shape
-    if not src:
-        return None
-    if name == "broadcast_in_dim":
-        return ["0" if src[k] == 1 else idx[d] for k, d in enumerate(p["broadcast_dimensions"])]
-    if name == "transpose":
-        index = [""] * len(src)
-        for j, axis in enumerate(p["permutation"]):
-            index[axis] = idx[j]
-        return index
-    if name == "slice":
-        index = []
-        for i, start, stride in zip(idx, p["start_indices"], p["strides"]):
-            term = i if stride == 1 else f"{stride} * {i}"
-            index.append(term if start == 0 else f"{term} + {start}")
-        return index
-    if name == "rev":
-        return [f"{src[k] - 1} - {idx[k]}" if k in p["dimensions"] else idx[k]
-                for k in range(len(src))]
-    raise AssertionError(name)
+def _row(stacked: str, aval: ShapedArray, i: str) -> str:
+    """Row i of a stacked flat buffer of type `aval`: a scalar or a slice (a view)."""
+    row = size_of(aval.shape[1:])
+    if aval.ndim == 1:
+        return f"{stacked}[{i}]"
+    return f"{stacked}[{row} * {i}:{row} * {i} + {row}]"
 
 
 # ============================================================================ functions
@@ -787,13 +958,13 @@ def write_function(name: str, jaxpr: Jaxpr) -> Function:
     """One Numba function computing `jaxpr`: parameters are its constvars, then its invars
     (then any constants of nested bodies); it returns a tuple of the outputs."""
     w = FunctionWriter(name)
-    params = [f"a{i}" for i in range(len(jaxpr.constvars) + len(jaxpr.invars))]
+    params = [f"arg{i}" for i in range(len(jaxpr.constvars) + len(jaxpr.invars))]
     w.aliasing.update(params)
     outs = w.jaxpr(jaxpr, params)
     returned: list[str] = []
     for atom, expr in zip(jaxpr.outvars, outs):
         if atom.aval.shape != () and (expr in w.aliasing or expr in returned):
-            expr = w._new(f"{expr}.copy()")  # a fresh array: never an input, never twice
+            expr = w.new(f"{expr}.copy()")  # a fresh array: never an input, never twice
         returned.append(expr)
     w.line(f"return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
     all_params = params + [p for p, _ in w.extra_params]
@@ -801,14 +972,15 @@ def write_function(name: str, jaxpr: Jaxpr) -> Function:
     avals += [ShapedArray(np.shape(c), np.asarray(c).dtype) for _, c in w.extra_params]
     header = f"def {name}({', '.join(all_params)}):"
     source = "\n".join([header, *w.lines])
-    return Function(name, source, avals, [c for _, c in w.extra_params], w.groups)
+    return Function(name, source, avals, [c for _, c in w.extra_params], w.groups,
+                    helpers=w.kernels)
 
 
 def numba_type(aval: ShapedArray) -> str:
-    """The Numba type of a parameter, as source."""
+    """The Numba type of a parameter, as source: a scalar, or a flat C-ordered array."""
     if aval.shape == ():
         return f"types.{numba_scalar(aval.dtype)}"
-    return f'types.Array(types.{numba_scalar(aval.dtype)}, {aval.ndim}, "C")'
+    return f"types.{numba_scalar(aval.dtype)}[::1]"
 
 
 def module_source(functions: Sequence[Function], salt: str) -> str:
@@ -817,17 +989,14 @@ def module_source(functions: Sequence[Function], salt: str) -> str:
         f"# fgrad kernel ({salt})",
         "# Generated code: see fgrad/backend/codegen.py.",
         "import numpy as np",
-        "from numba import njit, types",
+        "from numba import njit, prange, types",
         "",
         "from fgrad.backend.runtime import (argmax_rows, argmin_rows, gemm_f32, gemm_f64,",
         "                                   matmul_loop, matmul_loop_bool)",
-        "",
     ]
-    for fn in functions:
+    for fn in [h for f in functions for h in f.helpers] + list(functions):
         sig = ", ".join(numba_type(a) for a in fn.param_avals)
-        lines.append("")
-        lines.append(f'@njit([({sig}{"," if len(fn.param_avals) == 1 else ""})], '
-                     f'cache=True, error_model="numpy")')
-        lines.append(fn.source)
-        lines.append("")
-    return "\n".join(lines)
+        flags = 'cache=True, error_model="numpy"' + (", parallel=True" if fn.parallel else "")
+        lines += ["", "", f'@njit([({sig}{"," if len(fn.param_avals) == 1 else ""})], {flags})',
+                  fn.source]
+    return "\n".join(lines) + "\n"

@@ -79,9 +79,11 @@ def _split(jaxpr: Jaxpr) -> list[_Segment]:
         runs.append(([], True))  # a final compiled segment returns the outputs
     segments = []
     later_reads: set[Var] = {a for a in jaxpr.outvars if isinstance(a, Var)}
-    for eqns, compiled in reversed(runs):
+    for n, (eqns, compiled) in enumerate(reversed(runs)):
         defined = {v for e in eqns for v in e.outvars}
         reads = [a for e in eqns for a in e.invars if isinstance(a, Var)]
+        if n == 0:  # the last segment returns the program's outputs
+            reads += [a for a in jaxpr.outvars if isinstance(a, Var)]
         inputs = list(dict.fromkeys(a for a in reads if a not in defined))
         outputs = [v for e in eqns for v in e.outvars if v in later_reads]
         segments.append(_Segment(eqns, compiled, inputs, outputs))
@@ -101,18 +103,29 @@ def _warn_host(why: str) -> None:
 # ============================================================================ the host program
 
 
-def _as_array(x: Any, dtype: np.dtype) -> np.ndarray:
-    out = np.ascontiguousarray(x, dtype=dtype)
-    return out if out.flags.writeable else out.copy()
+def _as_flat(x: Any, dtype: np.dtype) -> np.ndarray:
+    flat = np.ascontiguousarray(x, dtype=dtype).reshape(-1)
+    return flat if flat.flags.writeable else flat.copy()
 
 
 def _normaliser(aval: ShapedArray) -> Callable[[Any], Any]:
     """What compiled code accepts for a value of this type: a NumPy scalar for 0-d,
-    else a C-contiguous writeable array of the dtype."""
+    else a flat, C-contiguous, writeable array of the dtype."""
     if aval.shape == ():
         return aval.dtype.type
     dtype = aval.dtype
-    return lambda x: _as_array(x, dtype)
+    return lambda x: _as_flat(x, dtype)
+
+
+def _shaper(aval: ShapedArray) -> Callable[[Any], Any]:
+    """From what compiled code returns to a NumPy value of this type: a NumPy scalar
+    for 0-d (Numba returns Python scalars), else the flat buffer reshaped."""
+    if aval.shape == ():
+        return aval.dtype.type
+    if aval.ndim == 1:
+        return _identity
+    shape = aval.shape
+    return lambda x: x.reshape(shape)
 
 
 class _HostWriter:
@@ -147,7 +160,7 @@ def _host_function(opt: ClosedJaxpr, segments: list[_Segment], module: Any,
     params = [w.name(v) for v in jaxpr.invars]
     consts = {v: w.bind("k", _normaliser(v.aval)(c)) for v, c in zip(jaxpr.constvars, opt.consts)}
     w.names.update(consts)
-    out_converters = [w.bind("out", _output_converter(a.aval)) for a in jaxpr.outvars]
+    out_converters = [w.bind("out", _shaper(a.aval)) for a in jaxpr.outvars]
     fast = len(segments) == 1
     body: list[str] = []
     if not fast:
@@ -161,16 +174,19 @@ def _host_function(opt: ClosedJaxpr, segments: list[_Segment], module: Any,
             entry = w.bind("kernel", getattr(module, fn.name))
             extra = [w.bind("k", _normaliser(ShapedArray(np.shape(c), np.asarray(c).dtype))(c))
                      for c in fn.extra_consts]
-            args = [w.atom(a) for a in seg.inputs] + extra
+            args = [w.atom(a) for a in seg.inputs]
             results = seg.outputs if seg is not segments[-1] else list(jaxpr.outvars)
-            call = f"{entry}({', '.join(args)})"
-            if fast:
+            if fast:  # flatten views; anything unusual makes Numba raise TypeError
+                quick = [f"{a}.ravel()" if v.aval.ndim > 1 and v not in consts else a
+                         for a, v in zip(args, seg.inputs)]
                 norms = [w.bind("norm", _normaliser(v.aval)) for v in seg.inputs]
-                slow = [f"{n}({a})" for n, a in zip(norms, args)] + extra
-                body += ["try:", f"    r = {call}", "except TypeError:  # unusual layouts",
-                         f"    r = {entry}({', '.join(slow)})"]
+                slow = [a if v in consts else f"{n}({a})"
+                        for n, a, v in zip(norms, args, seg.inputs)]
+                body += ["try:", f"    r = {entry}({', '.join(quick + extra)})",
+                         "except TypeError:  # a read-only or 0-d array, a wrong dtype",
+                         f"    r = {entry}({', '.join(slow + extra)})"]
             else:
-                body.append(f"r = {call}")
+                body.append(f"r = {entry}({', '.join(args + extra)})")
             if seg is segments[-1]:
                 outs = [f"{c}(r[{i}])" for i, c in enumerate(out_converters)]
                 body.append(f"return [{', '.join(outs)}]")
@@ -180,7 +196,13 @@ def _host_function(opt: ClosedJaxpr, segments: list[_Segment], module: Any,
         else:
             (eqn,) = seg.eqns
             impl = w.bind("impl", _host_impl(eqn))
-            body.append(f"r = {impl}({', '.join(w.atom(a) for a in eqn.invars)})")
+            ins = []
+            for a in eqn.invars:
+                shaped = w.atom(a)
+                if isinstance(a, Var) and a.aval.ndim > 1:
+                    shaped = f"{w.bind('shape', _shaper(a.aval))}({shaped})"
+                ins.append(shaped)
+            body.append(f"r = {impl}({', '.join(ins)})")
             for i, v in enumerate(eqn.outvars):
                 norm = w.bind("norm", _normaliser(v.aval))
                 body.append(f"{w.name(v)} = {norm}(r[{i}])")
@@ -200,13 +222,6 @@ def _host_impl(eqn: Eqn) -> Callable[..., list[Any]]:
 
     impl.__name__ = f"host_{prim.name}"
     return impl
-
-
-def _output_converter(aval: ShapedArray) -> Callable[[Any], Any]:
-    """Compiled code returns Python scalars for 0-d values: make them NumPy scalars."""
-    if aval.shape == ():
-        return aval.dtype.type
-    return _identity
 
 
 def _identity(x: Any) -> Any:

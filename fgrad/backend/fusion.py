@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
-from ..ir import Eqn, Jaxpr, Literal, Var
+from ..ir import Eqn, Jaxpr, Var
 
 ELEMENTWISE = frozenset({
     "add", "sub", "mul", "div", "rem", "neg", "max", "min", "pow", "integer_pow", "atan2",
@@ -45,13 +45,14 @@ MAX_GROUP_EQNS = 96  # bounds the size of one loop body (Numba compile time)
 
 @dataclass
 class Group:
-    """One loop nest: `eqns` in program order over `domain`; `reduction` (if any) is
-    the last equation. `inputs` are read from outside (arrays, scalars); `outputs`
-    are written to memory (or, for a 0-d domain, to scalar variables)."""
+    """One loop nest: `eqns` in program order over `domain`. `reductions` all reduce
+    the same axes and nothing in the group reads their results. `inputs` are read
+    from outside (arrays, scalars); `outputs` are written to memory (or, for a 0-d
+    domain, to scalar variables)."""
 
     eqns: list[Eqn]
     domain: tuple[int, ...]
-    reduction: Eqn | None = None
+    reductions: list[Eqn] = field(default_factory=list)
     inputs: list[Var] = field(default_factory=list)
     outputs: list[Var] = field(default_factory=list)
 
@@ -122,74 +123,113 @@ class _Partition:
                 return False
         return True
 
-    def merge(self, roots: list[int], i: int, producers: set[int]) -> int:
-        """Merge `roots` and the new node `i` into one group; returns its root."""
+    def merge(self, roots: list[int], i: int | None = None,
+              producers: frozenset[int] = frozenset()) -> int:
+        """Merge the groups `roots` (and the new node `i`, fed by `producers`) into one
+        group; returns its root."""
         root = roots[0]
-        ext = self.external_producers(roots, producers)
+        ext = self.external_producers(roots, set(producers))
         for r in roots[1:]:
             self.parent[r] = root
             self.members[root] += self.members.pop(r)
             self.alias[root] |= self.alias.pop(r)
             self.anc.pop(r)
             self.producers.pop(r)
-        self.parent[i] = root
-        self.members[root].append(i)
-        self.alias[root] |= 1 << i
+        if i is not None:
+            self.parent[i] = root
+            self.members[root].append(i)
+            self.alias[root] |= 1 << i
         self.producers[root] = ext
         self.anc[root] = self.ancestry(ext)
+        # Whatever depended on a merged part now depends on the whole group, and so on
+        # everything the group depends on: keep the ancestry of descendants exact.
+        inside, group_anc = self.alias[root], self.anc[root]
+        for x, mask in self.anc.items():
+            if mask & inside and x != root:
+                self.anc[x] = mask | group_anc
         return root
+
+
+@dataclass
+class _GroupInfo:
+    domain: tuple[int, ...]
+    size: int
+    reduced_axes: tuple[int, ...] | None = None  # None: no reduction (yet)
 
 
 def fuse(jaxpr: Jaxpr) -> list[Node]:
     """Partition `jaxpr`'s equations into groups and opaque equations, in a valid order."""
-    eqns = jaxpr.eqns
-    producer: dict[Var, int] = {}
-    for i, eqn in enumerate(eqns):
-        for v in eqn.outvars:
-            producer[v] = i
-    part = _Partition(len(eqns))
-    domains: dict[int, tuple[int, ...]] = {}  # group root -> domain
-    closed: set[int] = set()  # group roots that end in a reduction
-    size: dict[int, int] = {}
+    part = _Partition(len(jaxpr.eqns))
+    info: dict[int, _GroupInfo] = {}
+    _fuse_vertically(jaxpr, part, info)
+    _fuse_siblings(part, info)
+    return _ordered_nodes(jaxpr, part, info)
 
-    for i, eqn in enumerate(eqns):
+
+def _fuse_vertically(jaxpr: Jaxpr, part: _Partition, info: dict[int, _GroupInfo]) -> None:
+    """Producer-consumer fusion, in program order."""
+    producer: dict[Var, int] = {v: i for i, e in enumerate(jaxpr.eqns) for v in e.outvars}
+    for i, eqn in enumerate(jaxpr.eqns):
         in_roots = [part.find(producer[a]) for a in eqn.invars
                     if isinstance(a, Var) and a in producer]
-        producers = set(in_roots)
+        producers = frozenset(in_roots)
         domain = domain_of(eqn)
         if domain is None:  # opaque
-            part.add(i, producers)
+            part.add(i, set(producers))
             continue
-        candidates: list[int] = []
+        candidates = []
         if eqn.primitive.name not in LOADS:  # a load reads memory: never its producer's group
-            for r in dict.fromkeys(in_roots):
-                if domains.get(r) == domain and r not in closed:
-                    candidates.append(r)
+            candidates = [r for r in dict.fromkeys(in_roots)
+                          if r in info and info[r].domain == domain
+                          and info[r].reduced_axes is None]
         chosen: list[int] = []
         total = 1
         for r in candidates:
-            if total + size[r] > MAX_GROUP_EQNS:
-                continue
-            if part.convex(chosen + [r], producers):
+            if total + info[r].size <= MAX_GROUP_EQNS and part.convex(chosen + [r], producers):
                 chosen.append(r)
-                total += size[r]
+                total += info[r].size
         if chosen:
+            for r in chosen:
+                del info[r]
             root = part.merge(chosen, i, producers)
         else:
-            part.add(i, producers)
+            part.add(i, set(producers))
             root = i
-        domains[root] = domain
-        size[root] = total
-        if eqn.primitive.name in REDUCTIONS:
-            closed.add(root)
-    return _ordered_nodes(jaxpr, part, domains, closed)
+        axes = tuple(eqn.params["axes"]) if eqn.primitive.name in REDUCTIONS else None
+        info[root] = _GroupInfo(domain, total, axes)
 
 
-def _ordered_nodes(jaxpr: Jaxpr, part: _Partition, domains: dict[int, tuple[int, ...]],
-                   closed: set[int]) -> list[Node]:
-    eqns = jaxpr.eqns
+def _fuse_siblings(part: _Partition, info: dict[int, _GroupInfo]) -> None:
+    """Horizontal fusion: independent groups over the same domain share one loop nest
+    (their reductions, if both reduce, must reduce the same axes)."""
+    open_groups: list[int] = []
+    for r in _topological(part):
+        if r not in info:
+            continue
+        g = info[r]
+        for h in open_groups:
+            other = info[h]
+            compatible = (other.domain == g.domain
+                          and other.size + g.size <= MAX_GROUP_EQNS
+                          and (g.reduced_axes is None or other.reduced_axes is None
+                               or g.reduced_axes == other.reduced_axes))
+            independent = (not part.anc[r] & part.alias[h]
+                           and not part.anc[h] & part.alias[r])
+            if compatible and independent:
+                root = part.merge([h, r])
+                assert root == h
+                other.size += g.size
+                other.reduced_axes = other.reduced_axes or g.reduced_axes
+                del info[r]
+                break
+        else:
+            open_groups.append(r)
+
+
+def _topological(part: _Partition) -> list[int]:
+    """The roots in an order respecting dependences (Kahn's algorithm, program order
+    preferred)."""
     roots = sorted(part.members)
-    # Dependences between roots, then Kahn's algorithm preferring program order.
     deps = {r: {part.find(p) for p in part.producers[r]} - {r} for r in roots}
     users: dict[int, set[int]] = {r: set() for r in roots}
     for r, ds in deps.items():
@@ -207,7 +247,12 @@ def _ordered_nodes(jaxpr: Jaxpr, part: _Partition, domains: dict[int, tuple[int,
             if waiting[u] == 0:
                 heapq.heappush(ready, (min(part.members[u]), u))
     assert len(order) == len(roots), "fusion produced a cycle"
+    return order
 
+
+def _ordered_nodes(jaxpr: Jaxpr, part: _Partition, info: dict[int, _GroupInfo]) -> list[Node]:
+    eqns = jaxpr.eqns
+    order = _topological(part)
     # Which values leave their group: read by another node or by the program.
     owner = {v: part.find(i) for i, e in enumerate(eqns) for v in e.outvars}
     read_outside: set[Var] = {a for a in jaxpr.outvars if isinstance(a, Var)}
@@ -220,7 +265,7 @@ def _ordered_nodes(jaxpr: Jaxpr, part: _Partition, domains: dict[int, tuple[int,
     nodes: list[Node] = []
     for r in order:
         members = sorted(part.members[r])
-        if r not in domains:
+        if r not in info:
             nodes.append(eqns[members[0]])
             continue
         group_eqns = [eqns[m] for m in members]
@@ -228,14 +273,10 @@ def _ordered_nodes(jaxpr: Jaxpr, part: _Partition, domains: dict[int, tuple[int,
         inputs = list(dict.fromkeys(a for e in group_eqns for a in e.invars
                                     if isinstance(a, Var) and a not in defined))
         outputs = [v for e in group_eqns for v in e.outvars if v in read_outside]
-        reduction = group_eqns[-1] if r in closed else None
-        nodes.append(Group(group_eqns, domains[r], reduction, inputs, outputs))
+        reductions = [e for e in group_eqns if e.primitive.name in REDUCTIONS]
+        nodes.append(Group(group_eqns, info[r].domain, reductions, inputs, outputs))
     return nodes
 
 
 def count_groups(nodes: list[Node]) -> int:
     return sum(isinstance(n, Group) for n in nodes)
-
-
-def is_literal(atom) -> bool:
-    return isinstance(atom, Literal)

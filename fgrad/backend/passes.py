@@ -13,13 +13,14 @@
 * **common subexpressions**: an equation equal to an earlier one (same primitive,
   operands and parameters) reuses the earlier results.
 
-Then dead code is removed (`dce_jaxpr`). Control-flow bodies are optimised when they
-are lowered, so this pass only walks one level.
+Then transposes next to matrix products are absorbed (`absorb_transposes`: BLAS reads
+either operand layout, so `x.T @ y` needs no copy, and `(x @ y).T` is `y.T @ x.T`), and
+dead code is removed (`dce_jaxpr`). Control-flow bodies are optimised when they are
+lowered, so these passes walk one level.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -176,7 +177,7 @@ class _Rewriter:
         src = self.source
         outvars = [self.read(a) for a in src.outvars]
         jaxpr = Jaxpr(self.constvars, list(src.invars), outvars, self.eqns)
-        jaxpr, used = dce_jaxpr(jaxpr)
+        jaxpr, used = dce_jaxpr(absorb_transposes(jaxpr))
         consts = [c for c, u in zip(self.constvals, used) if u]
         return ClosedJaxpr(jaxpr, consts)
 
@@ -206,5 +207,68 @@ def _forward(eqn: Eqn) -> Atom | None:
     return None
 
 
-def used_vars(atoms: Sequence[Atom]) -> list[Var]:
-    return [a for a in atoms if isinstance(a, Var)]
+# ----------------------------------------------------------------------------- transposes
+
+
+def absorb_transposes(jaxpr: Jaxpr) -> Jaxpr:
+    """Fold `transpose` equations into the `dot_general`s next to them.
+
+    * An operand `x = transpose(a, perm)` of a dot_general is replaced by `a`, with the
+      dimension numbers renumbered through `perm`, when that keeps the order of x's free
+      axes (which order the result).
+    * `transpose(dot_general(x, y), perm)` whose perm swaps the x-free and y-free blocks
+      of the result is `dot_general(y, x)`, when the product has no other use.
+    The replaced transposes become dead code.
+    """
+    defined: dict[Var, Eqn] = {v: e for e in jaxpr.eqns for v in e.outvars}
+    uses: dict[Var, int] = {}
+    for atom in [*(a for e in jaxpr.eqns for a in e.invars), *jaxpr.outvars]:
+        if isinstance(atom, Var):
+            uses[atom] = uses.get(atom, 0) + 1
+    eqns = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            eqn = _dot_through_transposes(eqn, defined)
+        elif eqn.primitive.name == "transpose":
+            eqn = _transpose_of_dot(eqn, defined, uses)
+        eqns.append(eqn)
+    return Jaxpr(jaxpr.constvars, jaxpr.invars, jaxpr.outvars, eqns)
+
+
+def _dot_through_transposes(eqn: Eqn, defined: dict[Var, Eqn]) -> Eqn:
+    (xc, yc), (xb, yb) = eqn.params["dimension_numbers"]
+    operands, dims = list(eqn.invars), [[xc, xb], [yc, yb]]
+    for side in (0, 1):
+        source = defined.get(operands[side]) if isinstance(operands[side], Var) else None
+        if source is None or source.primitive.name != "transpose":
+            continue
+        perm = source.params["permutation"]
+        contract, batch = dims[side]
+        free = [i for i in range(len(perm)) if i not in contract and i not in batch]
+        if [perm[i] for i in free] != sorted(perm[i] for i in free):
+            continue  # the result's axes would come out in another order
+        operands[side] = source.invars[0]
+        dims[side] = [tuple(perm[i] for i in contract), tuple(perm[i] for i in batch)]
+    if operands == list(eqn.invars):
+        return eqn
+    numbers = ((dims[0][0], dims[1][0]), (dims[0][1], dims[1][1]))
+    return Eqn(eqn.primitive, operands, dict(eqn.params, dimension_numbers=numbers),
+               eqn.outvars)
+
+
+def _transpose_of_dot(eqn: Eqn, defined: dict[Var, Eqn], uses: dict[Var, int]) -> Eqn:
+    (operand,) = eqn.invars
+    dot = defined.get(operand) if isinstance(operand, Var) else None
+    if dot is None or dot.primitive.name != "dot_general" or uses.get(operand, 0) != 1:
+        return eqn
+    (xc, yc), (xb, yb) = dot.params["dimension_numbers"]
+    x, y = dot.invars
+    nb = len(xb)
+    nx = x.aval.ndim - len(xc) - nb
+    ny = y.aval.ndim - len(yc) - nb
+    swapped = [*range(nb), *range(nb + nx, nb + nx + ny), *range(nb, nb + nx)]
+    if tuple(eqn.params["permutation"]) != tuple(swapped):
+        return eqn
+    numbers = ((tuple(yc), tuple(xc)), (tuple(yb), tuple(xb)))
+    return Eqn(dot.primitive, [y, x], dict(dot.params, dimension_numbers=numbers),
+               eqn.outvars)

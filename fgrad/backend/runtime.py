@@ -71,11 +71,9 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
 @njit(**_JIT)
-def gemm_f64(a, b, c, trans_a, trans_b):
-    """c[i] = op(a[i]) @ op(b[i]) for float64 stacks: a is (B, M, K), or (B, K, M) if
-    trans_a; b is (B, K, N), or (B, N, K) if trans_b; c is (B, M, N), all C-contiguous."""
-    nb, m, n = c.shape
-    k = a.shape[1] if trans_a else a.shape[2]
+def gemm_f64(a, b, c, nb, m, n, k, trans_a, trans_b):
+    """c[i] = op(a[i]) @ op(b[i]) for i < nb, on flat C-order float64 buffers: a[i] is
+    (m, k), or (k, m) if trans_a; b[i] is (k, n), or (n, k) if trans_b; c[i] is (m, n)."""
     if m == 0 or n == 0:
         return
     if k == 0:
@@ -83,18 +81,16 @@ def gemm_f64(a, b, c, trans_a, trans_b):
         return
     ta = _TRANS if trans_a else _NO_TRANS
     tb = _TRANS if trans_b else _NO_TRANS
-    lda = a.shape[2]
-    ldb = b.shape[2]
+    lda = m if trans_a else k
+    ldb = k if trans_b else n
     for i in range(nb):
-        _dgemm(_ROW_MAJOR, ta, tb, m, n, k, 1.0, a[i].ctypes, lda, b[i].ctypes, ldb, 0.0,
-               c[i].ctypes, n)
+        _dgemm(_ROW_MAJOR, ta, tb, m, n, k, 1.0, a[i * m * k:].ctypes, lda,
+               b[i * k * n:].ctypes, ldb, 0.0, c[i * m * n:].ctypes, n)
 
 
 @njit(**_JIT)
-def gemm_f32(a, b, c, trans_a, trans_b):
+def gemm_f32(a, b, c, nb, m, n, k, trans_a, trans_b):
     """`gemm_f64` for float32 (single-precision accumulation, as NumPy's matmul)."""
-    nb, m, n = c.shape
-    k = a.shape[1] if trans_a else a.shape[2]
     if m == 0 or n == 0:
         return
     if k == 0:
@@ -102,59 +98,53 @@ def gemm_f32(a, b, c, trans_a, trans_b):
         return
     ta = _TRANS if trans_a else _NO_TRANS
     tb = _TRANS if trans_b else _NO_TRANS
-    lda = a.shape[2]
-    ldb = b.shape[2]
+    lda = m if trans_a else k
+    ldb = k if trans_b else n
     one = np.float32(1.0)
     zero = np.float32(0.0)
     for i in range(nb):
-        _sgemm(_ROW_MAJOR, ta, tb, m, n, k, one, a[i].ctypes, lda, b[i].ctypes, ldb, zero,
-               c[i].ctypes, n)
+        _sgemm(_ROW_MAJOR, ta, tb, m, n, k, one, a[i * m * k:].ctypes, lda,
+               b[i * k * n:].ctypes, ldb, zero, c[i * m * n:].ctypes, n)
 
 
 @njit(**_JIT)
-def matmul_loop(a, b, c, trans_a, trans_b):
-    """The plain-loop fallback of `gemm_*` (integers, bools, or no BLAS): i-k-j order,
-    accumulating into c (integers wrap as NumPy's do)."""
-    nb, m, n = c.shape
-    k = a.shape[1] if trans_a else a.shape[2]
+def matmul_loop(a, b, c, nb, m, n, k, trans_a, trans_b):
+    """The plain-loop fallback of `gemm_*` (integers, or no BLAS), i-p-j order.
+    Integers wrap as NumPy's do."""
     c[:] = 0
     for bi in range(nb):
+        a0, b0, c0 = bi * m * k, bi * k * n, bi * m * n
         for i in range(m):
             for p in range(k):
-                av = a[bi, p, i] if trans_a else a[bi, i, p]
-                if trans_b:
-                    for j in range(n):
-                        c[bi, i, j] += av * b[bi, j, p]
-                else:
-                    for j in range(n):
-                        c[bi, i, j] += av * b[bi, p, j]
+                av = a[a0 + p * m + i] if trans_a else a[a0 + i * k + p]
+                for j in range(n):
+                    bv = b[b0 + j * k + p] if trans_b else b[b0 + p * n + j]
+                    c[c0 + i * n + j] += av * bv
 
 
 @njit(**_JIT)
-def matmul_loop_bool(a, b, c, trans_a, trans_b):
-    """Matrix product of booleans: logical or of ands (as NumPy's matmul)."""
-    nb, m, n = c.shape
-    k = a.shape[1] if trans_a else a.shape[2]
+def matmul_loop_bool(a, b, c, nb, m, n, k, trans_a, trans_b):
+    """Matrix product of booleans: a logical or of ands (as NumPy's matmul)."""
     c[:] = False
     for bi in range(nb):
+        a0, b0, c0 = bi * m * k, bi * k * n, bi * m * n
         for i in range(m):
             for p in range(k):
-                av = a[bi, p, i] if trans_a else a[bi, i, p]
-                if av:
+                if a[a0 + p * m + i] if trans_a else a[a0 + i * k + p]:
                     for j in range(n):
-                        if b[bi, j, p] if trans_b else b[bi, p, j]:
-                            c[bi, i, j] = True
+                        if b[b0 + j * k + p] if trans_b else b[b0 + p * n + j]:
+                            c[c0 + i * n + j] = True
 
 
 @njit(**_JIT)
-def argmax_rows(x, out):
-    """out[r] = the first index of the largest x[r, :] (the first NaN if any)."""
-    rows, n = x.shape
+def argmax_rows(x, rows, n, out):
+    """out[r] = the first index of the largest of x[r * n:(r + 1) * n] (the first NaN
+    if there is one)."""
     for r in range(rows):
-        best = x[r, 0]
+        best = x[r * n]
         where = 0
         for j in range(1, n):
-            v = x[r, j]
+            v = x[r * n + j]
             if v > best or (v != v and best == best):
                 best = v
                 where = j
@@ -162,14 +152,14 @@ def argmax_rows(x, out):
 
 
 @njit(**_JIT)
-def argmin_rows(x, out):
-    """out[r] = the first index of the smallest x[r, :] (the first NaN if any)."""
-    rows, n = x.shape
+def argmin_rows(x, rows, n, out):
+    """out[r] = the first index of the smallest of x[r * n:(r + 1) * n] (the first NaN
+    if there is one)."""
     for r in range(rows):
-        best = x[r, 0]
+        best = x[r * n]
         where = 0
         for j in range(1, n):
-            v = x[r, j]
+            v = x[r * n + j]
             if v < best or (v != v and best == best):
                 best = v
                 where = j
