@@ -23,15 +23,16 @@ loaded from Numba's disk cache), `memory_hits` and `rewritten` files.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import hashlib
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 import threading
-import warnings
 from types import ModuleType
 
 _modules: dict[str, ModuleType] = {}
@@ -93,6 +94,14 @@ def load(source: str) -> ModuleType:
         return module
 
 
+def is_compiled(source: str) -> bool:
+    """Whether this kernel source is in the disk cache with Numba's machine code (so
+    loading it compiles nothing)."""
+    directory = _fallback.get(cache_dir(), cache_dir())
+    path = os.path.join(directory, f"k_{digest(source)}.py")
+    return _intact(path, digest(source)) and bool(_numba_cache_files(path))
+
+
 # ----------------------------------------------------------------------------- files
 
 
@@ -134,12 +143,14 @@ def _write(key: str, source: str) -> str:
         if directory != configured:
             raise
         fallback = tempfile.mkdtemp(prefix="fgrad-kernels-")
+        atexit.register(shutil.rmtree, fallback, ignore_errors=True)
         _fallback[configured] = fallback
-        warnings.warn(
-            f"fgrad: cannot write the kernel cache directory {configured!r} ({err}); "
-            f"compiled kernels go to {fallback!r} for this process only. Set "
-            "FGRAD_CACHE_DIR to a writable directory to keep them across runs.",
-            CacheWarning, stacklevel=2)
+        from .executor import warn
+
+        warn(f"fgrad: cannot write the kernel cache directory {configured!r} ({err}); "
+             f"compiled kernels go to {fallback!r} for this process only. Set "
+             "FGRAD_CACHE_DIR to a writable directory to keep them across runs.",
+             CacheWarning)
         return _write_atomically(fallback, name, source.encode())
     _counters["rewritten"] += existed
     return path

@@ -19,6 +19,10 @@ compile time low (Numba spends ~10-30 ms per loop, allocation or reshape it lowe
   into preallocated stacked buffers), `while` a `while` loop, `cond` an `if`/`elif`
   chain; the bodies' code is generated inline.
 * Inputs are never written to; an output that may alias an input is copied on return.
+* Small outputs are packed, per dtype, into one returned buffer (Numba's code to box
+  each returned array costs ~10 ms to compile); the host slices them apart.
+* No slice assignment (`a[i:j] = b`): Numba compiles each in hundreds of milliseconds,
+  so copies are explicit loops.
 
 `write_function(name, jaxpr)` produces one `Function`; `module_source` joins functions
 into a module with their explicit Numba signatures (compiled eagerly, cached on disk).
@@ -38,7 +42,7 @@ import numpy as np
 
 from ..ir import Atom, ClosedJaxpr, Eqn, Jaxpr, Literal, ShapedArray, Var
 from . import fusion, passes
-from .fusion import Group
+from .fusion import Access, Group, LoopPlan, Term, identity_access, load_access, size_of, strides_of
 
 # Groups with at least this many points run their outermost loop on all cores (a
 # `prange`): below it, starting threads costs more than it saves.
@@ -88,19 +92,6 @@ def literal(value: Any, dtype: Any) -> str:
     return str(value) if dtype == np.int64 else f"{dtype_expr(dtype)}({value})"
 
 
-def size_of(shape: Sequence[int]) -> int:
-    return int(np.prod(shape, dtype=np.int64))
-
-
-def strides_of(shape: Sequence[int]) -> list[int]:
-    """C-order strides, in elements."""
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= n
-    return strides[::-1]
-
-
 _TYPED_LITERAL = re.compile(r"^-?(np\.\w+\()?-?(\d[\d.e+-]*|np\.inf|np\.nan|True|False)\)?$")
 
 
@@ -137,8 +128,18 @@ def _paren(expr: str) -> str:
 # ============================================================================ what lowers
 
 
-_LOWERED_OPAQUE = {"reshape", "squeeze", "expand_dims", "pad", "concatenate", "dot_general",
-                   "argmax", "argmin", "cond", "scan", "while"}
+# Opaque primitives with a lowering, and the parameters each lowering understands (a
+# primitive whose parameters change shape runs on the host until its lowering follows).
+_LOWERED_OPAQUE = {
+    "reshape": {"new_sizes"}, "squeeze": {"dimensions"}, "expand_dims": {"dimensions"},
+    "pad": {"padding_config"}, "concatenate": {"dimension"},
+    "dot_general": {"dimension_numbers"}, "argmax": {"axes", "index_dtype"},
+    "argmin": {"axes", "index_dtype"}, "gather": {"axis"}, "scatter_add": {"axis"},
+    "cumsum": {"axis", "reverse"}, "argsort": {"axis", "index_dtype"},
+    "cond": {"branches"},
+    "scan": {"jaxpr", "num_consts", "num_carry", "length", "reverse"},
+    "while": {"cond_jaxpr", "body_jaxpr", "cond_nconsts", "body_nconsts"},
+}
 
 
 def unsupported(jaxpr: Jaxpr) -> list[str]:
@@ -165,7 +166,9 @@ def eqn_unsupported(eqn: Eqn) -> str | None:
         return f"{name} (negative power of an integer)"
     if name in fusion.ELEMENTWISE:
         return None if name in _ELEMENTWISE else name
-    if name in fusion.FUSIBLE or name in _LOWERED_OPAQUE:
+    if name in fusion.FUSIBLE:
+        return None
+    if name in _LOWERED_OPAQUE and set(eqn.params) == _LOWERED_OPAQUE[name]:
         return None
     return name
 
@@ -352,92 +355,6 @@ def _reducer(eqn: Eqn) -> _Reducer:
     return _Reducer(dt, init, lambda a, v: [f"if {v} {cmp} {a}:", f"    {a} = {v}"])
 
 
-# ============================================================================ loop plans
-
-
-@dataclass(frozen=True)
-class _Term:
-    """One axis of an accessed array: its index is `start + step * i[axis]` (or just
-    `start` when `axis` is None), and it advances the linear index by `stride`."""
-
-    axis: int | None
-    start: int
-    step: int
-    stride: int
-
-
-Access = list[_Term]
-
-
-def _identity(shape: Sequence[int]) -> Access:
-    return [_Term(d, 0, 1, s) for d, s in enumerate(strides_of(shape))]
-
-
-def _load_access(eqn: Eqn) -> Access:
-    """Where a load op (broadcast_in_dim, transpose, slice, rev) reads its operand."""
-    name, p = eqn.primitive.name, eqn.params
-    src = eqn.invars[0].aval.shape
-    strides = strides_of(src)
-    if name == "broadcast_in_dim":
-        return [_Term(None, 0, 0, s) if src[k] == 1 else _Term(d, 0, 1, s)
-                for k, (d, s) in enumerate(zip(p["broadcast_dimensions"], strides))]
-    if name == "transpose":
-        terms = [_Term(None, 0, 0, 0)] * len(src)
-        for j, axis in enumerate(p["permutation"]):
-            terms[axis] = _Term(j, 0, 1, strides[axis])
-        return terms
-    if name == "slice":
-        return [_Term(k, start, step, s) for k, (start, step, s)
-                in enumerate(zip(p["start_indices"], p["strides"], strides))]
-    if name == "rev":
-        return [_Term(k, src[k] - 1, -1, s) if k in p["dimensions"] else _Term(k, 0, 1, s)
-                for k, s in enumerate(strides)]
-    raise AssertionError(name)
-
-
-class _LoopPlan:
-    """The loops of a group's domain: unit axes dropped, adjacent axes merged into one
-    loop whenever every access reads them as one contiguous run (the coefficient of
-    the outer axis is the inner one's times the inner extent)."""
-
-    def __init__(self, domain: Sequence[int], accesses: Sequence[Access], collapse: bool = True):
-        self.domain = tuple(domain)
-        coefs = [self._coefficients(a) for a in accesses]
-        self.loops: list[list[int]] = []  # domain axes of each loop, outer to inner
-        for d in (d for d in range(len(domain)) if domain[d] != 1):
-            if collapse and self.loops:
-                inner = self.loops[-1][-1]
-                if all(c.get(inner, 0) == c.get(d, 0) * domain[d] for c in coefs):
-                    self.loops[-1].append(d)
-                    continue
-            self.loops.append([d])
-        self.extents = [size_of([domain[d] for d in axes]) for axes in self.loops]
-        self.vars = [f"j{n}" for n in range(len(self.loops))]
-
-    @staticmethod
-    def _coefficients(access: Access) -> dict[int, int]:
-        return {t.axis: t.step * t.stride for t in access if t.axis is not None}
-
-    def index(self, access: Access) -> str:
-        """The linear index of `access` in terms of the loop variables."""
-        coefs = self._coefficients(access)
-        const = sum(t.start * t.stride for t in access)
-        terms = []
-        for var, axes in zip(self.vars, self.loops):
-            c = coefs.get(axes[-1], 0)
-            if c:
-                terms.append(var if c == 1 else f"{c} * {var}")
-        if const or not terms:
-            terms.append(str(const))
-        return " + ".join(terms).replace("+ -", "- ")
-
-    def loop_of(self, axis: int) -> int | None:
-        for n, axes in enumerate(self.loops):
-            if axis in axes:
-                return n
-        return None
-
-
 # ============================================================================ the writer
 
 
@@ -454,6 +371,9 @@ class Function:
     groups: list[str] = field(default_factory=list)
     parallel: bool = False
     helpers: list[Function] = field(default_factory=list)  # defined before it
+    # Per output of the jaxpr: (position in the returned tuple, offset) for a packed
+    # output, (position, None) for one returned directly.
+    outputs: list[tuple[int, int | None]] = field(default_factory=list)
 
 
 class FunctionWriter:
@@ -468,6 +388,8 @@ class FunctionWriter:
         self.extra_params: list[tuple[str, Any]] = []
         self.groups: list[str] = []
         self.kernels: list[Function] = []  # parallel group functions it calls
+        self.pack_slots: dict[Var, tuple[str, int]] = {}  # program outputs -> packed slot
+        self.in_slot: dict[str, tuple[str, int]] = {}  # buffers allocated in a slot
 
     # -------------------------------------------------------------- text
 
@@ -505,6 +427,24 @@ class FunctionWriter:
         with self.indent():
             self.loops(names[1:], extents[1:], body)
 
+    def copy_flat(self, dst: str, offset: Any, src: str, n: int) -> None:
+        """dst[offset:offset + n] = src[:n], as a loop: Numba's slice assignment costs
+        hundreds of milliseconds to compile."""
+        if n == 1:
+            self.line(f"{dst}[{offset}] = {src}[0]")
+            return
+        q = self.fresh("q")
+        self.line(f"for {q} in range({n}):")
+        with self.indent():
+            at = q if offset in (0, "0") else f"{offset} + {q}"
+            self.line(f"{dst}[{at}] = {src}[{q}]")
+
+    def fill(self, dst: str, value: str, n: int) -> None:
+        q = self.fresh("q")
+        self.line(f"for {q} in range({n}):")
+        with self.indent():
+            self.line(f"{dst}[{q}] = {value}")
+
     # -------------------------------------------------------------- values
 
     def atom(self, atom: Atom, env: dict[Var, str]) -> str:
@@ -521,7 +461,15 @@ class FunctionWriter:
         self.aliasing.add(name)
         return name
 
-    def alloc(self, aval: ShapedArray, prefix: str = "v") -> str:
+    def alloc(self, aval: ShapedArray, prefix: str = "v", var: Var | None = None) -> str:
+        """A new flat buffer for a value of type `aval`; if it is the program output `var`
+        and outputs are packed, its slot in the packed buffer."""
+        slot = self.pack_slots.get(var) if var is not None else None
+        if slot is not None and slot not in self.in_slot.values():
+            pack, offset = slot
+            name = self.new(f"{pack}[{offset}:{offset + aval.size}]", prefix)
+            self.in_slot[name] = slot
+            return name
         return self.new(f"np.empty({aval.size}, {dtype_expr(aval.dtype)})", prefix)
 
     # -------------------------------------------------------------- jaxprs
@@ -547,13 +495,13 @@ class FunctionWriter:
     def group(self, g: Group, env: dict[Var, str]) -> None:
         self.groups.append(g.describe())
         self.line(f"# {g.describe()}")
-        plan = _LoopPlan(g.domain, self._accesses(g))
+        plan = LoopPlan(g.domain, fusion.group_accesses(g))
         if self._parallel_worthy(g, plan):
             self._parallel_group(g, env, plan)
         else:
             self._group_code(g, env, plan)
 
-    def _parallel_worthy(self, g: Group, plan: _LoopPlan) -> bool:
+    def _parallel_worthy(self, g: Group, plan: LoopPlan) -> bool:
         """Big enough to pay for threads, and its outermost loop writes disjoint outputs
         (no reduction, or one whose kept axes are outermost)."""
         if size_of(g.domain) < PARALLEL_MIN_SIZE or not plan.loops or plan.extents[0] < 2:
@@ -564,17 +512,17 @@ class FunctionWriter:
         return True
 
     @staticmethod
-    def _suffix_reduction(g: Group, plan: _LoopPlan) -> bool:
+    def _suffix_reduction(g: Group, plan: LoopPlan) -> bool:
         axes = set(g.reductions[0].params["axes"])
         kept = [n for n, ax in enumerate(plan.loops) if ax[0] not in axes]
         return kept == list(range(len(kept)))
 
-    def _parallel_group(self, g: Group, env: dict[Var, str], plan: _LoopPlan) -> None:
+    def _parallel_group(self, g: Group, env: dict[Var, str], plan: LoopPlan) -> None:
         """The group as a separate `parallel=True` function (prange over its outermost
         loop), called with its inputs and preallocated outputs."""
         results = [v for v in g.outputs if v not in {r.outvars[0] for r in g.reductions}]
         results += [r.outvars[0] for r in g.reductions]
-        out_names = {v: self.alloc(v.aval) for v in results}
+        out_names = {v: self.alloc(v.aval, var=v) for v in results}
         name = f"{self.name}_parallel{len(self.kernels)}"
         inner = FunctionWriter(name)
         inner_env = {v: f"arg{i}" for i, v in enumerate(g.inputs)}
@@ -590,7 +538,7 @@ class FunctionWriter:
         self.line(f"{name}({', '.join(args)})")
         env.update(out_names)
 
-    def _group_code(self, g: Group, env: dict[Var, str], plan: _LoopPlan,
+    def _group_code(self, g: Group, env: dict[Var, str], plan: LoopPlan,
                     preallocated: dict[Var, str] | None = None, parallel: bool = False
                     ) -> None:
         """The loop nest of a group. Outputs are allocated here unless `preallocated`
@@ -600,7 +548,7 @@ class FunctionWriter:
         given = preallocated or {}
 
         def output(v: Var, prefix: str) -> str:
-            return given[v] if v in given else self.alloc(v.aval, prefix)
+            return given[v] if v in given else self.alloc(v.aval, prefix, var=v)
 
         stored = {v: output(v, "v") for v in g.outputs if domain and v not in outs}
         env.update(stored)
@@ -612,7 +560,7 @@ class FunctionWriter:
         axes = set(g.reductions[0].params["axes"])
         kept = [n for n, ax in enumerate(plan.loops) if ax[0] not in axes]
         reducers = [_reducer(r) for r in g.reductions]
-        out_access = self._reduce_access(domain, axes)
+        out_access = fusion.reduce_access(domain, axes)
         accs = [self.fresh("acc") for _ in g.reductions]
 
         def store_value(reducer: _Reducer, acc: str, red: Eqn) -> str:
@@ -671,32 +619,12 @@ class FunctionWriter:
             env[red.outvars[0]] = acc if same else self.new(
                 f"{acc}.astype({dtype_expr(out.dtype)})", "r")
 
-    @staticmethod
-    def _reduce_access(domain: Sequence[int], axes: set[int]) -> Access:
-        kept = [d for d in range(len(domain)) if d not in axes]
-        strides = strides_of([domain[d] for d in kept])
-        return [_Term(d, 0, 1, s) for d, s in zip(kept, strides)]
-
-    def _accesses(self, g: Group) -> list[Access]:
-        """Every array access the group makes, for planning its loops."""
-        domain = g.domain
-        accesses = [_identity(domain)]  # direct reads and stores
-        for eqn in g.eqns:
-            name = eqn.primitive.name
-            if name in fusion.LOADS and eqn.invars[0].aval.shape:
-                accesses.append(_load_access(eqn))
-            elif name == "iota":
-                accesses.append([_Term(eqn.params["dimension"], 0, 1, 1)])
-        if g.reductions:
-            accesses.append(self._reduce_access(domain, set(g.reductions[0].params["axes"])))
-        return accesses
-
-    def _point(self, g: Group, env: dict[Var, str], plan: _LoopPlan,
+    def _point(self, g: Group, env: dict[Var, str], plan: LoopPlan,
                stored: dict[Var, str]) -> list[str]:
         """The scalar statements of one point of the domain; returns the operands of the
         group's reductions."""
         k = _Scalars(self)
-        direct = plan.index(_identity(g.domain)) if g.domain else ""
+        direct = plan.index(identity_access(g.domain)) if g.domain else ""
         uses = Counter(a for e in g.eqns for a in e.invars if isinstance(a, Var))
         local: dict[Var, str] = {}
 
@@ -727,7 +655,7 @@ class FunctionWriter:
                 if isinstance(operand, Literal) or operand.aval.shape == ():
                     define(out, read(operand))  # a scalar, broadcast
                 else:
-                    define(out, f"{env[operand]}[{plan.index(_load_access(eqn))}]")
+                    define(out, f"{env[operand]}[{plan.index(load_access(eqn))}]")
             elif name == "iota":
                 n = plan.loop_of(eqn.params["dimension"])
                 define(out, _cast(f"{dtype_expr(out.aval.dtype)}({plan.vars[n]})"
@@ -745,7 +673,9 @@ class FunctionWriter:
         rule = getattr(self, f"_lower_{name}", None)
         if rule is None:
             raise Unsupported(name)
-        self.line(f"# {name}")
+        free = name in ("reshape", "squeeze", "expand_dims") and bool(
+            eqn.invars[0].aval.shape and eqn.outvars[0].aval.shape)
+        self.line(f"# {name}{' (free: the same buffer)' if free else ''}")
         outs = rule(eqn, env, [self.atom(a, env) for a in eqn.invars])
         env.update(zip(eqn.outvars, outs))
 
@@ -753,6 +683,10 @@ class FunctionWriter:
         """Free on flat buffers, except to and from 0-d scalars."""
         (x,), src, dst = ins, eqn.invars[0].aval, eqn.outvars[0].aval
         if src.shape == () and dst.shape != ():
+            if eqn.outvars[0] in self.pack_slots:
+                result = self.alloc(dst, var=eqn.outvars[0])
+                self.line(f"{result}[0] = {x}")
+                return [result]
             return [self.new(f"np.full({dst.size}, {x}, {dtype_expr(dst.dtype)})")]
         if dst.shape == () and src.shape != ():
             return [self.new(f"{x}[0]")]
@@ -766,8 +700,8 @@ class FunctionWriter:
         """dst[f(i)] = src[i] for every index i of `src_shape`, where f is `dst_access`
         (its terms' axes are src's axes). `checks` lists (axis, start, step, extent):
         the store happens only where every `start + step * i[axis]` is in [0, extent)."""
-        plan = _LoopPlan(src_shape, [_identity(src_shape), dst_access], collapse=not checks)
-        store = f"{dst}[{plan.index(dst_access)}] = {src}[{plan.index(_identity(src_shape))}]"
+        plan = LoopPlan(src_shape, [identity_access(src_shape), dst_access], collapse=not checks)
+        store = f"{dst}[{plan.index(dst_access)}] = {src}[{plan.index(identity_access(src_shape))}]"
 
         def body() -> None:
             if not checks:
@@ -786,13 +720,13 @@ class FunctionWriter:
 
     def _lower_concatenate(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
         out, dim = eqn.outvars[0].aval, eqn.params["dimension"]
-        result = self.alloc(out)
+        result = self.alloc(out, var=eqn.outvars[0])
         strides = strides_of(out.shape)
         start = 0
         for atom, x in zip(eqn.invars, ins):
             shape = atom.aval.shape
             if atom.aval.size:
-                access = [_Term(k, start if k == dim else 0, 1, s) for k, s in enumerate(strides)]
+                access = [Term(k, start if k == dim else 0, 1, s) for k, s in enumerate(strides)]
                 self.copy_into(x, shape, result, access)
             start += shape[dim]
         return [result]
@@ -800,22 +734,31 @@ class FunctionWriter:
     def _lower_pad(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
         (x, value), src, out = ins, eqn.invars[0].aval, eqn.outvars[0].aval
         config = eqn.params["padding_config"]
-        result = self.new(f"np.full({out.size}, {value}, {dtype_expr(out.dtype)})")
+        if eqn.outvars[0] in self.pack_slots:
+            result = self.alloc(out, var=eqn.outvars[0])
+            self.fill(result, value, out.size)
+        else:
+            result = self.new(f"np.full({out.size}, {value}, {dtype_expr(out.dtype)})")
         if src.size and out.size:
             strides = strides_of(out.shape)
-            access = [_Term(k, lo, interior + 1, s)
+            access = [Term(k, lo, interior + 1, s)
                       for k, ((lo, hi, interior), s) in enumerate(zip(config, strides))]
             checks = [(k, lo, interior + 1, n) for k, ((lo, hi, interior), n)
                       in enumerate(zip(config, out.shape)) if lo < 0 or hi < 0]
             self.copy_into(x, src.shape, result, access, checks)
         return [result]
 
-    def _transposed(self, x: str, aval: ShapedArray, perm: Sequence[int]) -> str:
-        """A C-ordered copy of x with its axes permuted."""
+    def _transposed(self, x: str, aval: ShapedArray, perm: Sequence[int],
+                    var: Var | None = None) -> str:
+        """x with its axes permuted, C-ordered: x itself if only size-1 axes move, else
+        a copy (in `var`'s output slot, if it is a packed program output)."""
+        moved = [p for p in perm if aval.shape[p] != 1]
+        if moved == sorted(moved):
+            return x
         shape = [aval.shape[p] for p in perm]
-        result = self.alloc(ShapedArray(shape, aval.dtype))
+        result = self.alloc(ShapedArray(shape, aval.dtype), var=var)
         # Read x in its own order; write each element to its permuted position.
-        access = [_Term(axis, 0, 1, stride) for axis, stride in zip(perm, strides_of(shape))]
+        access = [Term(axis, 0, 1, stride) for axis, stride in zip(perm, strides_of(shape))]
         self.copy_into(x, aval.shape, result, access)
         return result
 
@@ -834,7 +777,8 @@ class FunctionWriter:
         k, n = size(xa.shape, xc), size(ya.shape, yf)
         x3, trans_a = self._stacked(ins[0], xa, [*xb, *xf, *xc], [*xb, *xc, *xf])
         y3, trans_b = self._stacked(ins[1], ya, [*yb, *yc, *yf], [*yb, *yf, *yc])
-        c = self.alloc(ShapedArray((b * m * n,), out.dtype))
+        c = self.alloc(ShapedArray((b * m * n,), out.dtype),
+                       var=eqn.outvars[0] if out.shape else None)
         if out.dtype in (np.float64, np.float32) and runtime.HAVE_BLAS:
             fn = "gemm_f64" if out.dtype == np.float64 else "gemm_f32"
         else:
@@ -862,12 +806,61 @@ class FunctionWriter:
         n = src.shape[axis]
         if axis != src.ndim - 1:
             x = self._transposed(x, src, [d for d in range(src.ndim) if d != axis] + [axis])
-        result = self.alloc(ShapedArray((max(out.size, 1),), out.dtype))
+        result = self.alloc(ShapedArray((max(out.size, 1),), out.dtype),
+                            var=eqn.outvars[0] if out.shape else None)
         self.line(f"{which}_rows({x}, {out.size}, {n}, {result})")
         return [self.new(f"{result}[0]") if out.shape == () else result]
 
     def _lower_argmin(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
         return self._lower_argmax(eqn, env, ins, "argmin")
+
+    @staticmethod
+    def _around(shape: Sequence[int], axis: int) -> tuple[int, int, int]:
+        """A shape seen as (outer, shape[axis], inner)."""
+        return size_of(shape[:axis]), shape[axis], size_of(shape[axis + 1:])
+
+    def _as_array(self, x: str, aval: ShapedArray) -> str:
+        """A flat buffer for x (a 0-d scalar becomes a one-element array)."""
+        return x if aval.shape else self.new(f"np.full(1, {x}, {dtype_expr(aval.dtype)})")
+
+    def _lower_gather(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
+        x, indices = ins
+        xa, ia, out = eqn.invars[0].aval, eqn.invars[1].aval, eqn.outvars[0]
+        outer, n, inner = self._around(xa.shape, eqn.params["axis"])
+        result = self.alloc(ShapedArray((max(out.aval.size, 1),), out.aval.dtype),
+                            var=out if out.aval.shape else None)
+        self.line(f"gather_rows({x}, {self._as_array(indices, ia)}, {result}, {outer}, {n}, "
+                  f"{inner})")
+        return [result if out.aval.shape else self.new(f"{result}[0]")]
+
+    def _lower_scatter_add(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
+        x, indices, updates = ins
+        xa, ia, ua = (v.aval for v in eqn.invars)
+        outer, n, inner = self._around(xa.shape, eqn.params["axis"])
+        result = self.alloc(xa, var=eqn.outvars[0])
+        self.line(f"scatter_add_rows({x}, {self._as_array(indices, ia)}, "
+                  f"{self._as_array(updates, ua)}, {result}, {outer}, {n}, {inner})")
+        return [result]
+
+    def _lower_cumsum(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
+        outer, n, inner = self._around(eqn.invars[0].aval.shape, eqn.params["axis"])
+        result = self.alloc(eqn.outvars[0].aval, var=eqn.outvars[0])
+        self.line(f"cumsum_rows({ins[0]}, {result}, {outer}, {n}, {inner}, "
+                  f"{eqn.params['reverse']})")
+        return [result]
+
+    def _lower_argsort(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
+        src, out = eqn.invars[0].aval, eqn.outvars[0]
+        axis, last = eqn.params["axis"], src.ndim - 1
+        perm = [d for d in range(src.ndim) if d != axis] + [axis]
+        x = ins[0] if axis == last else self._transposed(ins[0], src, perm)
+        n = src.shape[axis]
+        moved = ShapedArray([src.shape[p] for p in perm], out.aval.dtype)
+        result = self.alloc(moved, var=out if axis == last else None)
+        self.line(f"argsort_rows({x}, {src.size // n if n else 0}, {n}, {result})")
+        if axis == last:
+            return [result]
+        return [self._transposed(result, moved, [int(p) for p in np.argsort(perm)], var=out)]
 
     # -------------------------------------------------------------- control flow
 
@@ -909,7 +902,7 @@ class FunctionWriter:
         xs = list(zip(ins[n_consts + n_carry:], eqn.invars[n_consts + n_carry:]))
         carries = [self.fresh("c") for _ in init]
         self.assign(carries, init)
-        ys = [(self.alloc(v.aval, "ys"), v.aval) for v in eqn.outvars[n_carry:]]
+        ys = [(self.alloc(v.aval, "ys", var=v), v.aval) for v in eqn.outvars[n_carry:]]
         step = self.fresh("s")
         outs: list[str] = []
         self.line(f"for {step} in range({length}):")
@@ -918,7 +911,11 @@ class FunctionWriter:
             x_now = [self.new(_row(x, atom.aval, i), "x", alias_of=[x]) for x, atom in xs]
             outs = self.body(p["jaxpr"], [*consts, *carries, *x_now])
             for (y, aval), value in zip(ys, outs[n_carry:]):  # before a carry changes
-                self.line(f"{_row(y, aval, i)} = {value}")
+                row = size_of(aval.shape[1:])
+                if aval.ndim == 1:
+                    self.line(f"{y}[{i}] = {value}")
+                else:
+                    self.copy_flat(y, f"{row} * {i}", value, row)
             self.assign(carries, outs[:n_carry])
         if any(a in self.aliasing for a in [*init, *outs[:n_carry]]):
             self.aliasing.update(carries)
@@ -956,24 +953,87 @@ def _row(stacked: str, aval: ShapedArray, i: str) -> str:
 
 def write_function(name: str, jaxpr: Jaxpr) -> Function:
     """One Numba function computing `jaxpr`: parameters are its constvars, then its invars
-    (then any constants of nested bodies); it returns a tuple of the outputs."""
+    (then any constants of nested bodies); it returns a tuple (see `Function.outputs`)."""
     w = FunctionWriter(name)
     params = [f"arg{i}" for i in range(len(jaxpr.constvars) + len(jaxpr.invars))]
     w.aliasing.update(params)
+    layout, packs = _output_layout(jaxpr.outvars)
+    for n, (dtype, total) in enumerate(packs):
+        w.line(f"pack{n} = np.empty({total}, {dtype_expr(dtype)})")
+    for atom, (kind, where, offset) in zip(jaxpr.outvars, layout):
+        if kind == "pack" and isinstance(atom, Var):
+            for var in _reshaped_from(atom, jaxpr):
+                w.pack_slots.setdefault(var, (f"pack{where}", offset))
     outs = w.jaxpr(jaxpr, params)
-    returned: list[str] = []
-    for atom, expr in zip(jaxpr.outvars, outs):
-        if atom.aval.shape != () and (expr in w.aliasing or expr in returned):
-            expr = w.new(f"{expr}.copy()")  # a fresh array: never an input, never twice
-        returned.append(expr)
+    returned = [f"pack{n}" for n in range(len(packs))]
+    for atom, expr, (kind, where, offset) in zip(jaxpr.outvars, outs, layout):
+        if kind == "pack":
+            slot = (f"pack{where}", offset)
+            if w.in_slot.get(expr) != slot:  # not computed in place: copy it there
+                if atom.aval.shape == ():
+                    w.line(f"{slot[0]}[{offset}] = {expr}")
+                else:
+                    w.copy_flat(slot[0], offset, expr, atom.aval.size)
+        else:
+            if atom.aval.shape != () and (expr in w.aliasing or expr in returned):
+                expr = w.new(f"{expr}.copy()")  # fresh: never an input, never twice
+            returned.append(expr)
     w.line(f"return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
     all_params = params + [p for p, _ in w.extra_params]
     avals = [v.aval for v in [*jaxpr.constvars, *jaxpr.invars]]
     avals += [ShapedArray(np.shape(c), np.asarray(c).dtype) for _, c in w.extra_params]
     header = f"def {name}({', '.join(all_params)}):"
     source = "\n".join([header, *w.lines])
+    outputs = []
+    for kind, where, offset in layout:
+        outputs.append((where, offset) if kind == "pack" else (len(packs) + where, None))
     return Function(name, source, avals, [c for _, c in w.extra_params], w.groups,
-                    helpers=w.kernels)
+                    helpers=w.kernels, outputs=outputs)
+
+
+def _reshaped_from(var: Var, jaxpr: Jaxpr) -> list[Var]:
+    """`var`, and the values it is a reshape of (through reshape, squeeze, expand_dims),
+    as long as nothing else reads them: all can live in `var`'s output slot."""
+    defined = {v: e for e in jaxpr.eqns for v in e.outvars}
+    reads = Counter(a for e in jaxpr.eqns for a in e.invars if isinstance(a, Var))
+    reads.update(a for a in jaxpr.outvars if isinstance(a, Var))
+    chain = [var]
+    eqn = defined.get(var)
+    while eqn is not None and eqn.primitive.name in ("reshape", "squeeze", "expand_dims"):
+        operand = eqn.invars[0]
+        if not isinstance(operand, Var) or reads[operand] != 1 or not operand.aval.shape:
+            break
+        chain.append(operand)
+        eqn = defined.get(operand)
+    return chain
+
+
+# Outputs up to this many elements are packed, per dtype, into one returned buffer:
+# Numba's code to box each returned array costs ~10 ms of compile time.
+PACK_MAX_SIZE = 1 << 14
+
+
+def _output_layout(outvars: Sequence[Atom]) -> tuple[list[tuple[str, int, int]],
+                                                     list[tuple[np.dtype, int]]]:
+    """Where each output is returned: ("pack", pack number, offset) for small outputs of
+    a dtype with at least two of them, else ("direct", position among direct outputs, 0).
+    Also the packs' (dtype, size)."""
+    small: dict[np.dtype, int] = {}
+    for atom in outvars:
+        if atom.aval.size <= PACK_MAX_SIZE:
+            small[atom.aval.dtype] = small.get(atom.aval.dtype, 0) + 1
+    packed = [d for d, count in small.items() if count >= 2]
+    sizes = {d: 0 for d in packed}
+    layout, direct = [], 0
+    for atom in outvars:
+        dtype = atom.aval.dtype
+        if dtype in sizes and atom.aval.size <= PACK_MAX_SIZE:
+            layout.append(("pack", packed.index(dtype), sizes[dtype]))
+            sizes[dtype] += atom.aval.size
+        else:
+            layout.append(("direct", direct, 0))
+            direct += 1
+    return layout, [(d, sizes[d]) for d in packed]
 
 
 def numba_type(aval: ShapedArray) -> str:
@@ -991,8 +1051,9 @@ def module_source(functions: Sequence[Function], salt: str) -> str:
         "import numpy as np",
         "from numba import njit, prange, types",
         "",
-        "from fgrad.backend.runtime import (argmax_rows, argmin_rows, gemm_f32, gemm_f64,",
-        "                                   matmul_loop, matmul_loop_bool)",
+        "from fgrad.backend.runtime import (argmax_rows, argmin_rows, argsort_rows, cumsum_rows,",
+        "                                   gather_rows, gemm_f32, gemm_f64, matmul_loop,",
+        "                                   matmul_loop_bool, scatter_add_rows)",
     ]
     for fn in [h for f in functions for h in f.helpers] + list(functions):
         sig = ", ".join(numba_type(a) for a in fn.param_avals)

@@ -7,24 +7,36 @@ A **group** is one loop nest over its *domain* (an array shape). It holds
 * indexed loads: `broadcast_in_dim`, `transpose`, `slice` and `rev` of a value the
   group does not compute itself (an array in memory, so any element can be read),
   and `iota`, which reads nothing;
-* at most one reduction (`reduce_sum/max/min/prod` over any axes of the domain),
-  which ends the group: nothing in the group may use its result.
+* reductions (`reduce_sum/max/min/prod` over any axes of the domain), which end the
+  group: nothing in the group may use their results.
 
-Groups are grown greedily in program order (tinygrad's rule): an equation joins the
-group(s) that computed its operands when the domains agree and the merged group stays
-*convex* (no path leaves the group and comes back, so it can run as one unit).
+Groups grow in two passes:
+
+1. *Vertically*, in program order (tinygrad's rule): an equation joins the group(s)
+   that computed its operands when the domains agree, the group has no reduction yet,
+   and the merged group stays *convex* (no path leaves it and comes back, so it can
+   run as one unit). Ancestry is tracked as bitmasks over equations.
+2. *Horizontally*: independent groups over the same domain share one loop nest, when
+   their reductions (if both reduce) reduce the same axes and neither loses a
+   collapsed loop (see `LoopPlan`).
+
 A value computed in a group is written to memory (materialised) only if something
 outside the group reads it: another group, an opaque operation, or the program's
 outputs. Everything else (`dot_general`, `reshape`, `pad`, `concatenate`, control
 flow, ...) is an opaque node of its own.
 
-`fuse(jaxpr)` returns the nodes in an order that respects their dependences.
+`fuse(jaxpr)` returns the nodes in an order that respects their dependences. The
+loop plans (how a group's domain is iterated over flat buffers) live here too, since
+horizontal fusion consults them.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from ..ir import Eqn, Jaxpr, Var
 
@@ -41,6 +53,7 @@ REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "reduce_min", "reduce_prod"}
 FUSIBLE = ELEMENTWISE | LOADS | SOURCES | REDUCTIONS
 
 MAX_GROUP_EQNS = 96  # bounds the size of one loop body (Numba compile time)
+SIBLING_CANDIDATES = 8  # how many earlier groups a group may try to join horizontally
 
 
 @dataclass
@@ -73,6 +86,130 @@ def domain_of(eqn: Eqn) -> tuple[int, ...] | None:
     if name in REDUCTIONS:
         return eqn.invars[0].aval.shape
     return eqn.outvars[0].aval.shape
+
+
+def size_of(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def strides_of(shape: Sequence[int]) -> list[int]:
+    """C-order strides, in elements."""
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return strides[::-1]
+
+
+# ================================================================ loop plans (iteration spaces)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One axis of an accessed array: its index is `start + step * i[axis]` (or just
+    `start` when `axis` is None), and it advances the linear index by `stride`."""
+
+    axis: int | None
+    start: int
+    step: int
+    stride: int
+
+
+Access = list[Term]
+
+
+def identity_access(shape: Sequence[int]) -> Access:
+    return [Term(d, 0, 1, s) for d, s in enumerate(strides_of(shape))]
+
+
+def load_access(eqn: Eqn) -> Access:
+    """Where a load op (broadcast_in_dim, transpose, slice, rev) reads its operand."""
+    name, p = eqn.primitive.name, eqn.params
+    src = eqn.invars[0].aval.shape
+    strides = strides_of(src)
+    if name == "broadcast_in_dim":
+        return [Term(None, 0, 0, s) if src[k] == 1 else Term(d, 0, 1, s)
+                for k, (d, s) in enumerate(zip(p["broadcast_dimensions"], strides))]
+    if name == "transpose":
+        terms = [Term(None, 0, 0, 0)] * len(src)
+        for j, axis in enumerate(p["permutation"]):
+            terms[axis] = Term(j, 0, 1, strides[axis])
+        return terms
+    if name == "slice":
+        return [Term(k, start, step, s) for k, (start, step, s)
+                in enumerate(zip(p["start_indices"], p["strides"], strides))]
+    if name == "rev":
+        return [Term(k, src[k] - 1, -1, s) if k in p["dimensions"] else Term(k, 0, 1, s)
+                for k, s in enumerate(strides)]
+    raise AssertionError(name)
+
+
+class LoopPlan:
+    """The loops of a group's domain: unit axes dropped, adjacent axes merged into one
+    loop whenever every access reads them as one contiguous run (the coefficient of
+    the outer axis is the inner one's times the inner extent)."""
+
+    def __init__(self, domain: Sequence[int], accesses: Sequence[Access], collapse: bool = True):
+        self.domain = tuple(domain)
+        coefs = [self._coefficients(a) for a in accesses]
+        self.loops: list[list[int]] = []  # domain axes of each loop, outer to inner
+        for d in (d for d in range(len(domain)) if domain[d] != 1):
+            if collapse and self.loops:
+                inner = self.loops[-1][-1]
+                if all(c.get(inner, 0) == c.get(d, 0) * domain[d] for c in coefs):
+                    self.loops[-1].append(d)
+                    continue
+            self.loops.append([d])
+        self.extents = [size_of([domain[d] for d in axes]) for axes in self.loops]
+        self.vars = [f"j{n}" for n in range(len(self.loops))]
+
+    @staticmethod
+    def _coefficients(access: Access) -> dict[int, int]:
+        return {t.axis: t.step * t.stride for t in access if t.axis is not None}
+
+    def index(self, access: Access) -> str:
+        """The linear index of `access` in terms of the loop variables."""
+        coefs = self._coefficients(access)
+        const = sum(t.start * t.stride for t in access)
+        terms = []
+        for var, axes in zip(self.vars, self.loops):
+            c = coefs.get(axes[-1], 0)
+            if c:
+                terms.append(var if c == 1 else f"{c} * {var}")
+        if const or not terms:
+            terms.append(str(const))
+        return " + ".join(terms).replace("+ -", "- ")
+
+    def loop_of(self, axis: int) -> int | None:
+        for n, axes in enumerate(self.loops):
+            if axis in axes:
+                return n
+        return None
+
+
+def reduce_access(domain: Sequence[int], axes: Sequence[int]) -> Access:
+    """Where a reduction over `axes` of `domain` writes its result."""
+    kept = [d for d in range(len(domain)) if d not in axes]
+    strides = strides_of([domain[d] for d in kept])
+    return [Term(d, 0, 1, s) for d, s in zip(kept, strides)]
+
+
+def eqn_accesses(eqn: Eqn) -> list[Access]:
+    """The array accesses one fused equation adds to its group's loop nest (besides the
+    direct, same-shape reads and stores every group makes)."""
+    name = eqn.primitive.name
+    if name in LOADS and eqn.invars[0].aval.shape:
+        return [load_access(eqn)]
+    if name == "iota":
+        return [[Term(eqn.params["dimension"], 0, 1, 1)]]
+    if name in REDUCTIONS:
+        return [reduce_access(eqn.invars[0].aval.shape, eqn.params["axes"])]
+    return []
+
+
+def group_accesses(g: Group) -> list[Access]:
+    """Every array access a group makes, for planning its loops."""
+    return [identity_access(g.domain), *(a for e in g.eqns for a in eqn_accesses(e))]
 
 
 class _Partition:
@@ -155,6 +292,11 @@ class _GroupInfo:
     domain: tuple[int, ...]
     size: int
     reduced_axes: tuple[int, ...] | None = None  # None: no reduction (yet)
+    accesses: list[Access] = field(default_factory=list)
+
+    def loops(self, extra: Sequence[Access] = ()) -> list[list[int]]:
+        return LoopPlan(self.domain, [identity_access(self.domain), *self.accesses,
+                                      *extra]).loops
 
 
 def fuse(jaxpr: Jaxpr) -> list[Node]:
@@ -184,10 +326,12 @@ def _fuse_vertically(jaxpr: Jaxpr, part: _Partition, info: dict[int, _GroupInfo]
                           and info[r].reduced_axes is None]
         chosen: list[int] = []
         total = 1
+        accesses = eqn_accesses(eqn)
         for r in candidates:
             if total + info[r].size <= MAX_GROUP_EQNS and part.convex(chosen + [r], producers):
                 chosen.append(r)
                 total += info[r].size
+                accesses += info[r].accesses
         if chosen:
             for r in chosen:
                 del info[r]
@@ -196,34 +340,36 @@ def _fuse_vertically(jaxpr: Jaxpr, part: _Partition, info: dict[int, _GroupInfo]
             part.add(i, set(producers))
             root = i
         axes = tuple(eqn.params["axes"]) if eqn.primitive.name in REDUCTIONS else None
-        info[root] = _GroupInfo(domain, total, axes)
+        info[root] = _GroupInfo(domain, total, axes, accesses)
 
 
 def _fuse_siblings(part: _Partition, info: dict[int, _GroupInfo]) -> None:
     """Horizontal fusion: independent groups over the same domain share one loop nest
-    (their reductions, if both reduce, must reduce the same axes)."""
-    open_groups: list[int] = []
+    if their reductions (when both reduce) reduce the same axes and neither loses a
+    collapsed loop (a broadcast read can keep a loop nest from flattening)."""
+    open_groups: dict[tuple[int, ...], list[int]] = {}
     for r in _topological(part):
         if r not in info:
             continue
         g = info[r]
-        for h in open_groups:
+        same_domain = open_groups.setdefault(g.domain, [])
+        for h in same_domain[-SIBLING_CANDIDATES:]:
             other = info[h]
-            compatible = (other.domain == g.domain
-                          and other.size + g.size <= MAX_GROUP_EQNS
+            compatible = (other.size + g.size <= MAX_GROUP_EQNS
                           and (g.reduced_axes is None or other.reduced_axes is None
-                               or g.reduced_axes == other.reduced_axes))
+                               or g.reduced_axes == other.reduced_axes)
+                          and other.loops() == g.loops() == other.loops(g.accesses))
             independent = (not part.anc[r] & part.alias[h]
                            and not part.anc[h] & part.alias[r])
             if compatible and independent:
-                root = part.merge([h, r])
-                assert root == h
+                part.merge([h, r])
                 other.size += g.size
                 other.reduced_axes = other.reduced_axes or g.reduced_axes
+                other.accesses += g.accesses
                 del info[r]
                 break
         else:
-            open_groups.append(r)
+            same_domain.append(r)
 
 
 def _topological(part: _Partition) -> list[int]:
@@ -276,7 +422,3 @@ def _ordered_nodes(jaxpr: Jaxpr, part: _Partition, info: dict[int, _GroupInfo]) 
         reductions = [e for e in group_eqns if e.primitive.name in REDUCTIONS]
         nodes.append(Group(group_eqns, info[r].domain, reductions, inputs, outputs))
     return nodes
-
-
-def count_groups(nodes: list[Node]) -> int:
-    return sum(isinstance(n, Group) for n in nodes)

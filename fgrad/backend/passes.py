@@ -7,7 +7,8 @@
   these are plain function calls; their special meaning is for the transforms);
 * **forwarding**: operations that do nothing (`stop_gradient`, a reshape to the same
   shape, a convert to the same dtype, a reduction over no axes, ...) are dropped and
-  their result replaced by their operand;
+  their result replaced by their operand; a transpose or broadcast that only moves or
+  adds size-1 axes becomes a reshape (free on the backend's flat buffers);
 * **constant folding**: an equation whose operands are all scalar literals and
   whose results are scalars is evaluated now (by its NumPy impl) into literals;
 * **common subexpressions**: an equation equal to an earlier one (same primitive,
@@ -105,6 +106,7 @@ class _Rewriter:
         if forwarded is not None:
             self.env[eqn.outvars[0]] = forwarded
             return
+        eqn = _as_reshape(eqn)
         folded = self.fold(eqn)
         if folded is not None:
             self.env.update(zip(eqn.outvars, folded))
@@ -154,7 +156,7 @@ class _Rewriter:
             return None
         if any(v.aval.shape != () for v in eqn.outvars):
             return None
-        if not eqn.invars and eqn.primitive.name != "iota":
+        if not eqn.invars:
             return None
         try:
             with np.errstate(all="ignore"):
@@ -207,6 +209,25 @@ def _forward(eqn: Eqn) -> Atom | None:
     return None
 
 
+def _as_reshape(eqn: Eqn) -> Eqn:
+    """A transpose or broadcast that leaves the elements in memory order (it only moves
+    or adds size-1 axes) is a reshape, which costs nothing on flat buffers."""
+    from ..lax.lax import reshape_p
+
+    name = eqn.primitive.name
+    if name not in ("transpose", "broadcast_in_dim") or not isinstance(eqn.invars[0], Var):
+        return eqn
+    src, out = eqn.invars[0].aval.shape, eqn.outvars[0].aval.shape
+    if name == "transpose":
+        moved = [p for p in eqn.params["permutation"] if src[p] != 1]
+        same_order = moved == sorted(moved)
+    else:
+        same_order = int(np.prod(src, dtype=np.int64)) == int(np.prod(out, dtype=np.int64))
+    if not same_order:
+        return eqn
+    return Eqn(reshape_p, eqn.invars, {"new_sizes": tuple(out)}, eqn.outvars)
+
+
 # ----------------------------------------------------------------------------- transposes
 
 
@@ -231,6 +252,8 @@ def absorb_transposes(jaxpr: Jaxpr) -> Jaxpr:
             eqn = _dot_through_transposes(eqn, defined)
         elif eqn.primitive.name == "transpose":
             eqn = _transpose_of_dot(eqn, defined, uses)
+            if eqn.primitive.name == "dot_general":  # its operands may be transposes too
+                eqn = _dot_through_transposes(eqn, defined)
         eqns.append(eqn)
     return Jaxpr(jaxpr.constvars, jaxpr.invars, jaxpr.outvars, eqns)
 

@@ -9,7 +9,9 @@ NumPy's `@`, and cacheable (a ctypes pointer would make kernels uncacheable). Th
 file name is wheel-specific, so it is searched for at import; if no library loads,
 `HAVE_BLAS` is False and kernels use `matmul_loop` instead (also used for integers).
 
-Kernel sources are salted with a hash of this file (see `cache.py`), so editing a
+Slice assignment (`c[:] = 0`) is avoided here and in generated code: Numba takes
+hundreds of milliseconds to compile each one. Kernel sources are salted with a hash
+of this file (see `cache.py`), so editing a
 helper here invalidates every kernel that may have inlined it.
 """
 
@@ -77,7 +79,8 @@ def gemm_f64(a, b, c, nb, m, n, k, trans_a, trans_b):
     if m == 0 or n == 0:
         return
     if k == 0:
-        c[:] = 0.0
+        for i in range(c.size):
+            c[i] = 0.0
         return
     ta = _TRANS if trans_a else _NO_TRANS
     tb = _TRANS if trans_b else _NO_TRANS
@@ -94,7 +97,8 @@ def gemm_f32(a, b, c, nb, m, n, k, trans_a, trans_b):
     if m == 0 or n == 0:
         return
     if k == 0:
-        c[:] = 0.0
+        for i in range(c.size):
+            c[i] = 0.0
         return
     ta = _TRANS if trans_a else _NO_TRANS
     tb = _TRANS if trans_b else _NO_TRANS
@@ -111,7 +115,8 @@ def gemm_f32(a, b, c, nb, m, n, k, trans_a, trans_b):
 def matmul_loop(a, b, c, nb, m, n, k, trans_a, trans_b):
     """The plain-loop fallback of `gemm_*` (integers, or no BLAS), i-p-j order.
     Integers wrap as NumPy's do."""
-    c[:] = 0
+    for i in range(c.size):
+        c[i] = 0
     for bi in range(nb):
         a0, b0, c0 = bi * m * k, bi * k * n, bi * m * n
         for i in range(m):
@@ -125,7 +130,8 @@ def matmul_loop(a, b, c, nb, m, n, k, trans_a, trans_b):
 @njit(**_JIT)
 def matmul_loop_bool(a, b, c, nb, m, n, k, trans_a, trans_b):
     """Matrix product of booleans: a logical or of ands (as NumPy's matmul)."""
-    c[:] = False
+    for i in range(c.size):
+        c[i] = False
     for bi in range(nb):
         a0, b0, c0 = bi * m * k, bi * k * n, bi * m * n
         for i in range(m):
@@ -166,6 +172,72 @@ def argmin_rows(x, rows, n, out):
         out[r] = where
 
 
+@njit(**_JIT)
+def _clamp(i, n):
+    """The gather/scatter_add index rule: negative counts from the end, then clamped."""
+    if i < 0:
+        i += n
+    return min(max(i, 0), max(n - 1, 0))
+
+
+@njit(**_JIT)
+def gather_rows(x, indices, out, outer, n, inner):
+    """np.take along the middle axis of x viewed as (outer, n, inner), with clamped
+    indices: out viewed as (outer, indices.size, inner)."""
+    m = indices.size
+    for o in range(outer):
+        for i in range(m):
+            k = _clamp(np.int64(indices[i]), n)
+            src = (o * n + k) * inner
+            dst = (o * m + i) * inner
+            for r in range(inner):
+                out[dst + r] = x[src + r]
+
+
+@njit(**_JIT)
+def scatter_add_rows(x, indices, updates, out, outer, n, inner):
+    """out = x, then updates (viewed as (outer, indices.size, inner)) added at the clamped
+    indices of the middle axis, in order (np.add.at)."""
+    for j in range(x.size):
+        out[j] = x[j]
+    m = indices.size
+    for o in range(outer):
+        for i in range(m):
+            k = _clamp(np.int64(indices[i]), n)
+            dst = (o * n + k) * inner
+            src = (o * m + i) * inner
+            for r in range(inner):
+                out[dst + r] += updates[src + r]
+
+
+@njit(**_JIT)
+def cumsum_rows(x, out, outer, n, inner, reverse):
+    """Running sums along the middle axis of x viewed as (outer, n, inner), in x's
+    dtype, from the end if reverse (as NumPy's cumsum)."""
+    for o in range(outer):
+        for r in range(inner):
+            first = n - 1 if reverse else 0
+            step = -1 if reverse else 1
+            at = (o * n + first) * inner + r
+            if n == 0:
+                continue
+            total = x[at]
+            out[at] = total
+            for _ in range(1, n):
+                at += step * inner
+                total += x[at]
+                out[at] = total
+
+
+@njit(**_JIT)
+def argsort_rows(x, rows, n, out):
+    """out[r * n:(r + 1) * n] = the stable argsort of x[r * n:(r + 1) * n] (NaNs last)."""
+    for r in range(rows):
+        order = np.argsort(x[r * n:(r + 1) * n], kind="mergesort")
+        for j in range(n):
+            out[r * n + j] = order[j]
+
+
 def source_hash() -> str:
     """A hash of this file, to salt kernel sources with."""
     import hashlib
@@ -174,6 +246,7 @@ def source_hash() -> str:
         return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
-__all__ = ["HAVE_BLAS", "argmax_rows", "argmin_rows", "gemm_f32", "gemm_f64",
-           "matmul_loop", "matmul_loop_bool", "source_hash"]
+__all__ = ["HAVE_BLAS", "argmax_rows", "argmin_rows", "argsort_rows", "cumsum_rows",
+           "gather_rows", "gemm_f32", "gemm_f64", "matmul_loop", "matmul_loop_bool",
+           "scatter_add_rows", "source_hash"]
 
