@@ -81,7 +81,7 @@ def backend_name() -> str:
 _executables: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def executable_for(closed: ClosedJaxpr) -> Callable[..., list[Any]]:
+def executable_for(closed: ClosedJaxpr, name: str | None = None) -> Callable[..., list[Any]]:
     """The compiled program for a jaxpr (compiled once, then cached with the jaxpr)."""
     exe = _executables.get(closed)
     if exe is None:
@@ -91,13 +91,13 @@ def executable_for(closed: ClosedJaxpr) -> Callable[..., list[Any]]:
         else:
             from . import backend
 
-            exe = backend.compile_jaxpr(closed)
+            exe = backend.compile_jaxpr(closed, name)
         _executables[closed] = exe
     return exe
 
 
 def _jit_impl(*args, jaxpr, name):
-    return executable_for(jaxpr)(*args)
+    return executable_for(jaxpr, name)(*args)
 
 
 def _jit_jvp(primals, tangents, *, jaxpr, name):
@@ -294,8 +294,13 @@ class JitFunction:
         if _jit_disabled.get():
             return self.fun(*args, **kwargs)
         traced, flat = self._trace(args, kwargs)
-        outs = jit_p.bind(*traced.consts, *flat, jaxpr=traced.jaxpr, name=self.name)
-        if current_interpreter() is ROOT_INTERPRETER:
+        if current_interpreter() is not ROOT_INTERPRETER:  # under a transform: its rules
+            outs = jit_p.bind(*traced.consts, *flat, jaxpr=traced.jaxpr, name=self.name)
+            return tree_unflatten(traced.out_tree, outs)
+        # Plain call: straight to the compiled program (what jit_p's impl would do).
+        exe = executable_for(traced.jaxpr, self.name)
+        outs = exe(*traced.consts, *flat)
+        if not getattr(exe, "fresh_outputs", False):
             outs = [_fresh(o, [*flat, *traced.consts]) for o in outs]
         return tree_unflatten(traced.out_tree, outs)
 
@@ -314,7 +319,7 @@ class Lowered:
         self.jaxpr = jaxpr
 
     def _compiled(self) -> Any:
-        return executable_for(self.jaxpr)
+        return executable_for(self.jaxpr, self.name)
 
     def as_text(self) -> str:
         exe = self._compiled()
