@@ -199,6 +199,7 @@ class JitFunction:
         self.name = getattr(fun, "__name__", "fun")
         self.trace_count = 0
         self._cache: dict[Any, _Traced] = {}
+        self._fast_cache: dict[Any, _Traced] = {}
         try:
             self._signature: inspect.Signature | None = inspect.signature(fun)
         except (TypeError, ValueError):
@@ -259,6 +260,19 @@ class JitFunction:
         return avals
 
     def _trace(self, args: tuple, kwargs: dict) -> tuple[_Traced, list[Any]]:
+        fast = not kwargs and not self.static_argnums and not self.static_argnames and all(
+            type(a) is np.ndarray for a in args)
+        if fast:  # the common call: positional arrays only; the key is their types
+            key = tuple((a.shape, a.dtype) for a in args)
+            traced = self._fast_cache.get(key)
+            if traced is not None:
+                return traced, list(args)
+        traced, flat = self._trace_slow(args, kwargs)
+        if fast and not any(isinstance(c, Tracer) for c in traced.consts):
+            self._fast_cache[key] = traced
+        return traced, flat
+
+    def _trace_slow(self, args: tuple, kwargs: dict) -> tuple[_Traced, list[Any]]:
         dynamic, dyn_kwargs, static = self._split(args, kwargs)
         flat, in_tree = tree_flatten((dynamic, dyn_kwargs))
         avals = self._flat_avals(flat, in_tree)
