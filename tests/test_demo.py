@@ -6,7 +6,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,6 @@ def run_fgrad(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 @dataclass
 class DemoRun:
     proc: subprocess.CompletedProcess
-    seconds: float
     cache_dir: Path
     plot: Path
 
@@ -53,9 +51,8 @@ def demo_run(tmp_path_factory):
     (cold) kernel cache."""
     tmp = tmp_path_factory.mktemp("demo")
     cache_dir, plot = tmp / "kernels", tmp / "loss.png"
-    start = time.perf_counter()
     proc = run_fgrad("demo", "--plot", str(plot), env={"FGRAD_CACHE_DIR": str(cache_dir)})
-    return DemoRun(proc, time.perf_counter() - start, cache_dir, plot)
+    return DemoRun(proc, cache_dir, plot)
 
 
 def _compiled_backend() -> bool:
@@ -129,11 +126,11 @@ KEY_LINES = [
 ]
 
 
-def test_demo_exits_zero_on_a_cold_cache_in_under_30_seconds(demo_run):
+def test_demo_exits_zero_on_a_cold_cache(demo_run):
+    # A fresh FGRAD_CACHE_DIR: every kernel is compiled. (Its run time is measured by
+    # hand, never asserted here.)
     assert demo_run.proc.returncode == 0, demo_run.proc.stderr
     assert demo_run.proc.stderr == ""
-    # A fresh FGRAD_CACHE_DIR: every kernel is compiled (~3 s here; 30 s is the budget).
-    assert demo_run.seconds < 30, f"the demo took {demo_run.seconds:.1f} s"
 
 
 @pytest.mark.parametrize("line", KEY_LINES)
