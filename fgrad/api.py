@@ -17,6 +17,7 @@ import numpy as np
 from . import dtypes
 from .core import _ROOT as ROOT_INTERPRETER
 from .core import Tracer, current_interpreter, eval_jaxpr, get_aval, new_interpreter, using
+from .interpreters.batching import move_batch_axis
 from .interpreters.jvp import Zero, jvp_flat
 from .interpreters.staging import StagingInterpreter, trace_to_jaxpr
 from .interpreters.transpose import UndefinedPrimal, backward_pass
@@ -493,22 +494,6 @@ def _normalize_batch_axis(fname: str, what: str, axis: Any, ndim: int, where: st
     return int(axis) % ndim
 
 
-def _move_axis(x: Any, src: int | None, dst: int, axis_size: int) -> Any:
-    """Put the batch axis of x (at src, or absent) at position dst."""
-    from .lax import lax
-
-    if src is None:
-        aval = get_aval(x)
-        shape = aval.shape[:dst] + (axis_size,) + aval.shape[dst:]
-        dims = tuple(i for i in range(len(shape)) if i != dst)
-        return lax.broadcast_in_dim(x, shape, dims)
-    if src == dst:
-        return x
-    perm = [i for i in range(get_aval(x).ndim) if i != src]
-    perm.insert(dst, src)
-    return lax.transpose(x, perm)
-
-
 def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
     """Map `fun` over an axis of its arguments, as one batched computation.
 
@@ -560,7 +545,7 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
                 results.append(o)
                 continue
             dst = _normalize_batch_axis("vmap", "out_axes", ax, ndim, name)
-            results.append(_move_axis(o, d, dst, axis_size))
+            results.append(move_batch_axis(o, d, dst, axis_size))
         results = [_materialize(r, get_aval(r)) for r in results]
         return tree_unflatten(store.tree, _fresh(results, flat))
 

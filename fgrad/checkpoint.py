@@ -9,7 +9,7 @@ the backward pass recomputes what it needs from the function's inputs alone.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from .core import Primitive, eval_jaxpr, get_aval, using
@@ -17,12 +17,13 @@ from .interpreters.batching import batch_jaxpr, move_batch_axis
 from .interpreters.jvp import Zero, instantiate, jvp_jaxpr
 from .interpreters.staging import (
     convert_constvars,
-    dce_jaxpr,
+    dce_call_eqn,
+    dce_closed_jaxpr,
     partial_eval_jaxpr,
     trace_to_jaxpr,
 )
 from .interpreters.transpose import is_undefined, transpose_jaxpr
-from .ir import ClosedJaxpr, Eqn
+from .ir import ClosedJaxpr
 from .tree_util import tree_flatten, tree_unflatten
 
 
@@ -69,20 +70,15 @@ def _checkpoint_partial_eval(interp, args, unknown, *, jaxpr):
     known, _, out_uk, n_res = partial_eval_jaxpr(jaxpr, unknown)
     # The known outputs now, without keeping any residual...
     n_known_out = len(known.out_avals) - n_res
-    kept = _dce_closed(known, [True] * n_known_out + [False] * n_res)
+    kept, _ = dce_closed_jaxpr(known, [True] * n_known_out + [False] * n_res)
     known_args = [a for a, u in zip(args, unknown) if not u]
     with using(interp.parent):
         known_outs = checkpoint_p.bind(*known_args, jaxpr=kept)
     # ...and the unknown outputs recomputed from all the inputs.
     unknown_outs = interp.stage(checkpoint_p, list(args),
-                                {"jaxpr": _dce_closed(jaxpr, out_uk)})
+                                {"jaxpr": dce_closed_jaxpr(jaxpr, out_uk)[0]})
     k, u = iter(known_outs), iter(unknown_outs)
     return [next(u) if is_uk else next(k) for is_uk in out_uk]
-
-
-def _dce_closed(closed: ClosedJaxpr, used_outputs: Sequence[bool]) -> ClosedJaxpr:
-    jaxpr, used_consts = dce_jaxpr(closed.jaxpr, used_outputs)
-    return ClosedJaxpr(jaxpr, [c for c, u in zip(closed.consts, used_consts) if u])
 
 
 def _checkpoint_transpose(cts, *args, jaxpr):
@@ -104,16 +100,6 @@ def _checkpoint_batch(vals, dims, *, axis_size, jaxpr):
     return outs, [0 if b else None for b in out_batched]
 
 
-def _checkpoint_dce(eqn: Eqn, used_outputs: Sequence[bool]) -> Eqn:
-    jaxpr = eqn.params["jaxpr"]
-    pruned, used = dce_jaxpr(jaxpr.jaxpr, used_outputs, prune_invars=True)
-    n_consts = len(jaxpr.jaxpr.constvars)
-    used_in = used[n_consts:]
-    body = ClosedJaxpr(pruned, [c for c, u in zip(jaxpr.consts, used[:n_consts]) if u])
-    return Eqn(checkpoint_p, [a for a, u in zip(eqn.invars, used_in) if u], {"jaxpr": body},
-               [v for v, u in zip(eqn.outvars, used_outputs) if u])
-
-
 checkpoint_p = Primitive("checkpoint", multiple_results=True)
 checkpoint_p.impl = _checkpoint_impl
 checkpoint_p.abstract_eval_rule = lambda *avals, jaxpr: jaxpr.out_avals
@@ -121,4 +107,4 @@ checkpoint_p.jvp = _checkpoint_jvp
 checkpoint_p.partial_eval = _checkpoint_partial_eval
 checkpoint_p.transpose = _checkpoint_transpose
 checkpoint_p.batch = _checkpoint_batch
-checkpoint_p.dce = _checkpoint_dce
+checkpoint_p.dce = dce_call_eqn

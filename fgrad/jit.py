@@ -29,12 +29,12 @@ from .interpreters.batching import batch_jaxpr, move_batch_axis
 from .interpreters.jvp import Zero, jvp_jaxpr
 from .interpreters.staging import (
     convert_constvars,
-    dce_jaxpr,
+    dce_call_eqn,
     partial_eval_jaxpr,
     trace_to_jaxpr,
 )
 from .interpreters.transpose import is_undefined, transpose_jaxpr
-from .ir import ClosedJaxpr, Eqn, ShapedArray
+from .ir import ClosedJaxpr, ShapedArray
 from .tree_util import tree_flatten, tree_unflatten
 
 _jit_disabled: contextvars.ContextVar[bool] = contextvars.ContextVar("fgrad_disable_jit",
@@ -145,15 +145,6 @@ def _jit_batch(vals, dims, *, axis_size, jaxpr, name):
     return outs, [0 if b else None for b in out_batched]
 
 
-def _jit_dce(eqn: Eqn, used_outputs: Sequence[bool]) -> Eqn:
-    closed = eqn.params["jaxpr"]
-    pruned, used = dce_jaxpr(closed.jaxpr, used_outputs, prune_invars=True)
-    n_consts = len(closed.jaxpr.constvars)
-    body = ClosedJaxpr(pruned, [c for c, u in zip(closed.consts, used[:n_consts]) if u])
-    return Eqn(jit_p, [a for a, u in zip(eqn.invars, used[n_consts:]) if u],
-               dict(eqn.params, jaxpr=body), [v for v, u in zip(eqn.outvars, used_outputs) if u])
-
-
 jit_p = Primitive("jit", multiple_results=True)
 jit_p.impl = _jit_impl
 jit_p.abstract_eval_rule = lambda *avals, jaxpr, name: jaxpr.out_avals
@@ -161,7 +152,7 @@ jit_p.jvp = _jit_jvp
 jit_p.partial_eval = _jit_partial_eval
 jit_p.transpose = _jit_transpose
 jit_p.batch = _jit_batch
-jit_p.dce = _jit_dce
+jit_p.dce = dce_call_eqn
 
 
 # ============================================================================ the transform

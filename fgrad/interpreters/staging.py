@@ -127,6 +127,25 @@ def dce_jaxpr(jaxpr: Jaxpr, used_outputs: Sequence[bool] | None = None,
     return Jaxpr(constvars, invars, outvars, kept[::-1]), used_consts + used_ins
 
 
+def dce_closed_jaxpr(closed: ClosedJaxpr, used_outputs: Sequence[bool],
+                     prune_invars: bool = False) -> tuple[ClosedJaxpr, list[bool]]:
+    """`dce_jaxpr` for a closed jaxpr: unused constants go too. Returns which invars
+    were used (all True unless `prune_invars`)."""
+    jaxpr, used = dce_jaxpr(closed.jaxpr, used_outputs, prune_invars)
+    n_consts = len(closed.jaxpr.constvars)
+    consts = [c for c, u in zip(closed.consts, used[:n_consts]) if u]
+    used_ins = used[n_consts:] if prune_invars else [True] * len(closed.jaxpr.invars)
+    return ClosedJaxpr(jaxpr, consts), used_ins
+
+
+def dce_call_eqn(eqn: Eqn, used_outputs: Sequence[bool]) -> Eqn:
+    """The DCE rule of a call-like primitive whose `jaxpr` parameter takes its operands."""
+    body, used_ins = dce_closed_jaxpr(eqn.params["jaxpr"], used_outputs, prune_invars=True)
+    return Eqn(eqn.primitive, [a for a, u in zip(eqn.invars, used_ins) if u],
+               dict(eqn.params, jaxpr=body),
+               [v for v, u in zip(eqn.outvars, used_outputs) if u])
+
+
 def convert_constvars(closed: ClosedJaxpr) -> tuple[Jaxpr, list[Any]]:
     """Closure conversion: the constvars become leading invars, and their values are
     returned, to be passed as ordinary operands. A higher-order primitive does this so

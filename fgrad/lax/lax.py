@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import dtypes
 from ..core import Primitive, Tracer, get_aval
+from ..interpreters.batching import move_batch_axis
 from ..interpreters.jvp import Zero, instantiate
 from ..interpreters.transpose import is_undefined
 from ..ir import ShapedArray
@@ -131,14 +132,7 @@ def deflinear(prim: Primitive, transpose: Callable) -> None:
 
 def batch_at_front(x: Any, dim: int | None, axis_size: int) -> Any:
     """x with its batch axis first; an unbatched x is broadcast along a new first axis."""
-    if dim is None:
-        shape = get_aval(x).shape
-        return broadcast_in_dim(x, (axis_size, *shape), tuple(range(1, len(shape) + 1)))
-    if dim == 0:
-        return x
-    perm = list(range(get_aval(x).ndim))
-    perm.insert(0, perm.pop(dim))
-    return transpose(x, perm)
+    return move_batch_axis(x, dim, 0, axis_size)
 
 
 def defbroadcasting(prim: Primitive) -> None:
