@@ -3,11 +3,13 @@
 Conventions of the generated code, chosen to keep Numba's typing simple and its
 compile time low (Numba spends ~10-30 ms per loop, allocation or reshape it lowers):
 
-* **Every array is a flat, C-ordered 1-D buffer** whose shape is static and known
-  here. A reshape (squeeze, expand_dims) is free: the same buffer. Indices are
-  linear expressions (`a0[4 * j0 + j1 + 2]`), and loop nests collapse adjacent axes
-  whenever every access allows it, so most elementwise groups are a single loop.
-  A 0-d value is a Numba *scalar*, never an array.
+* **Every array is a flat, C-ordered 1-D buffer** whose shape is known here; its
+  sizes are written in terms of the kernel's dimension parameters (`dim0 * dim1`,
+  see `sizes.py`), so one kernel serves every batch size. A reshape (squeeze,
+  expand_dims) is free: the same buffer. Indices are linear expressions
+  (`a0[dim1 * j0 + j1 + 2]`), and loop nests collapse adjacent axes whenever every
+  access allows it, so most elementwise groups are a single loop. A 0-d value is a
+  Numba *scalar*, never an array.
 * **Typed scalars.** Literals carry their dtype (`np.float32(2.0)`), and results of
   float32 or small-integer arithmetic are cast back (`np.float32(a * b)`), because
   Numba widens `float32 * 2.0` to float64 and `int32 + int32` to int64.
@@ -43,6 +45,7 @@ import numpy as np
 from ..ir import Atom, ClosedJaxpr, Eqn, Jaxpr, Literal, ShapedArray, Var
 from . import fusion, passes
 from .fusion import Access, Group, LoopPlan, Term, identity_access, load_access, size_of, strides_of
+from .sizes import Dim, Sizes
 
 # Groups with at least this many points run their outermost loop on all cores (a
 # `prange`): below it, starting threads costs more than it saves.
@@ -78,6 +81,8 @@ def numba_scalar(dtype: Any) -> str:
 def literal(value: Any, dtype: Any) -> str:
     """A typed scalar constant: `1.5` (float64), `np.float32(1.5)`, `np.int32(3)`, `True`."""
     dtype = np.dtype(dtype)
+    if isinstance(value, Dim) and dtype.kind == "f":  # a count of elements (see sizes.py)
+        return f"float({value})" if dtype == np.float64 else f"{dtype_expr(dtype)}({value})"
     value = np.asarray(value).astype(dtype).item()
     if dtype == np.bool_:
         return "True" if value else "False"
@@ -374,13 +379,15 @@ class Function:
     # Per output of the jaxpr: (position in the returned tuple, offset) for a packed
     # output, (position, None) for one returned directly.
     outputs: list[tuple[int, int | None]] = field(default_factory=list)
+    dims: list[int] = field(default_factory=list)  # the values of its `Sizes` parameters
 
 
 class FunctionWriter:
     """Writes the body of one function, line by line."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, sizes: Sizes):
         self.name = name
+        self.sizes = sizes
         self.lines: list[str] = []
         self.depth = 1
         self.counts: dict[str, int] = {}
@@ -472,6 +479,10 @@ class FunctionWriter:
             return name
         return self.new(f"np.empty({aval.size}, {dtype_expr(aval.dtype)})", prefix)
 
+    @staticmethod
+    def full(size: int, value: str, dtype: Any) -> str:
+        return f"np.full({size}, {value}, {dtype_expr(dtype)})"
+
     # -------------------------------------------------------------- jaxprs
 
     def jaxpr(self, jaxpr: Jaxpr, args: Sequence[str]) -> list[str]:
@@ -487,8 +498,9 @@ class FunctionWriter:
     def body(self, closed: ClosedJaxpr, args: Sequence[str]) -> list[str]:
         """Emit a nested body (a branch or a loop body) inline."""
         opt = passes.optimize(closed)
-        consts = [self.constant(c, v.aval) for c, v in zip(opt.consts, opt.jaxpr.constvars)]
-        return self.jaxpr(opt.jaxpr, [*consts, *args])
+        jaxpr = self.sizes.jaxpr(opt.jaxpr)
+        consts = [self.constant(c, v.aval) for c, v in zip(opt.consts, jaxpr.constvars)]
+        return self.jaxpr(jaxpr, [*consts, *args])
 
     # -------------------------------------------------------------- fused groups
 
@@ -524,17 +536,17 @@ class FunctionWriter:
         results += [r.outvars[0] for r in g.reductions]
         out_names = {v: self.alloc(v.aval, var=v) for v in results}
         name = f"{self.name}_parallel{len(self.kernels)}"
-        inner = FunctionWriter(name)
+        inner = FunctionWriter(name, self.sizes)
         inner_env = {v: f"arg{i}" for i, v in enumerate(g.inputs)}
         preallocated = {v: f"out{i}" for i, v in enumerate(results)}
-        params = [*inner_env.values(), *preallocated.values()]
+        params = [*inner_env.values(), *preallocated.values(), *self.sizes.params]
         inner._group_code(g, inner_env, plan, preallocated, parallel=True)
         inner.line("return")
         avals = [v.aval for v in g.inputs] + [ShapedArray((v.aval.size,), v.aval.dtype)
-                                              for v in results]
+                                              for v in results] + _dim_avals(self.sizes)
         source = "\n".join([f"def {name}({', '.join(params)}):", *inner.lines])
         self.kernels.append(Function(name, source, avals, [], [g.describe()], parallel=True))
-        args = [env[v] for v in g.inputs] + [out_names[v] for v in results]
+        args = [env[v] for v in g.inputs] + [out_names[v] for v in results] + self.sizes.params
         self.line(f"{name}({', '.join(args)})")
         env.update(out_names)
 
@@ -599,8 +611,8 @@ class FunctionWriter:
             return
         # Otherwise accumulator arrays, with the domain visited in memory order.
         for acc, reducer, red in zip(accs, reducers, g.reductions):
-            self.line(f"{acc} = np.full({red.outvars[0].aval.size}, {reducer.init}, "
-                      f"{dtype_expr(reducer.acc_dtype)})")
+            size = red.outvars[0].aval.size
+            self.line(f"{acc} = {self.full(size, reducer.init, reducer.acc_dtype)}")
         slot = plan.index(out_access)
 
         def per_element() -> None:
@@ -687,7 +699,7 @@ class FunctionWriter:
                 result = self.alloc(dst, var=eqn.outvars[0])
                 self.line(f"{result}[0] = {x}")
                 return [result]
-            return [self.new(f"np.full({dst.size}, {x}, {dtype_expr(dst.dtype)})")]
+            return [self.new(self.full(dst.size, x, dst.dtype))]
         if dst.shape == () and src.shape != ():
             return [self.new(f"{x}[0]")]
         return [x]
@@ -738,7 +750,7 @@ class FunctionWriter:
             result = self.alloc(out, var=eqn.outvars[0])
             self.fill(result, value, out.size)
         else:
-            result = self.new(f"np.full({out.size}, {value}, {dtype_expr(out.dtype)})")
+            result = self.new(self.full(out.size, value, out.dtype))
         if src.size and out.size:
             strides = strides_of(out.shape)
             access = [Term(k, lo, interior + 1, s)
@@ -791,7 +803,7 @@ class FunctionWriter:
         """x as a flat (B, M, K) stack, or as (B, K, M) flagged transposed when its memory
         is already in that order (BLAS transposes for free)."""
         if aval.ndim == 0:
-            return self.new(f"np.full(1, {x}, {dtype_expr(aval.dtype)})"), False
+            return self.new(self.full(1, x, aval.dtype)), False
         identity = list(range(aval.ndim))
         if order == identity:
             return x, False
@@ -814,39 +826,37 @@ class FunctionWriter:
     def _lower_argmin(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
         return self._lower_argmax(eqn, env, ins, "argmin")
 
-    @staticmethod
-    def _around(shape: Sequence[int], axis: int) -> tuple[int, int, int]:
-        """A shape seen as (outer, shape[axis], inner)."""
-        return size_of(shape[:axis]), shape[axis], size_of(shape[axis + 1:])
+    def _around(self, shape: Sequence[int], axis: int) -> str:
+        """A shape seen as (outer, shape[axis], inner): three arguments, as source."""
+        sizes = size_of(shape[:axis]), shape[axis], size_of(shape[axis + 1:])
+        return ", ".join(map(str, sizes))
 
     def _as_array(self, x: str, aval: ShapedArray) -> str:
         """A flat buffer for x (a 0-d scalar becomes a one-element array)."""
-        return x if aval.shape else self.new(f"np.full(1, {x}, {dtype_expr(aval.dtype)})")
+        return x if aval.shape else self.new(self.full(1, x, aval.dtype))
 
     def _lower_gather(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
         x, indices = ins
         xa, ia, out = eqn.invars[0].aval, eqn.invars[1].aval, eqn.outvars[0]
-        outer, n, inner = self._around(xa.shape, eqn.params["axis"])
+        around = self._around(xa.shape, eqn.params["axis"])
         result = self.alloc(ShapedArray((max(out.aval.size, 1),), out.aval.dtype),
                             var=out if out.aval.shape else None)
-        self.line(f"gather_rows({x}, {self._as_array(indices, ia)}, {result}, {outer}, {n}, "
-                  f"{inner})")
+        self.line(f"gather_rows({x}, {self._as_array(indices, ia)}, {result}, {around})")
         return [result if out.aval.shape else self.new(f"{result}[0]")]
 
     def _lower_scatter_add(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
         x, indices, updates = ins
         xa, ia, ua = (v.aval for v in eqn.invars)
-        outer, n, inner = self._around(xa.shape, eqn.params["axis"])
+        around = self._around(xa.shape, eqn.params["axis"])
         result = self.alloc(xa, var=eqn.outvars[0])
         self.line(f"scatter_add_rows({x}, {self._as_array(indices, ia)}, "
-                  f"{self._as_array(updates, ua)}, {result}, {outer}, {n}, {inner})")
+                  f"{self._as_array(updates, ua)}, {result}, {around})")
         return [result]
 
     def _lower_cumsum(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
-        outer, n, inner = self._around(eqn.invars[0].aval.shape, eqn.params["axis"])
+        around = self._around(eqn.invars[0].aval.shape, eqn.params["axis"])
         result = self.alloc(eqn.outvars[0].aval, var=eqn.outvars[0])
-        self.line(f"cumsum_rows({ins[0]}, {result}, {outer}, {n}, {inner}, "
-                  f"{eqn.params['reverse']})")
+        self.line(f"cumsum_rows({ins[0]}, {result}, {around}, {eqn.params['reverse']})")
         return [result]
 
     def _lower_argsort(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
@@ -905,10 +915,11 @@ class FunctionWriter:
         ys = [(self.alloc(v.aval, "ys", var=v), v.aval) for v in eqn.outvars[n_carry:]]
         step = self.fresh("s")
         outs: list[str] = []
+        length = self.sizes.dim(length)  # often a dimension of the scanned inputs
         self.line(f"for {step} in range({length}):")
         with self.indent():
             i = self.new(f"{length - 1} - {step}", "r") if p["reverse"] else step
-            x_now = [self.new(_row(x, atom.aval, i), "x", alias_of=[x]) for x, atom in xs]
+            x_now = [self.new(self.row(x, atom.aval, i), "x", alias_of=[x]) for x, atom in xs]
             outs = self.body(p["jaxpr"], [*consts, *carries, *x_now])
             for (y, aval), value in zip(ys, outs[n_carry:]):  # before a carry changes
                 row = size_of(aval.shape[1:])
@@ -939,13 +950,12 @@ class FunctionWriter:
             self.aliasing.update(carries)
         return carries
 
-
-def _row(stacked: str, aval: ShapedArray, i: str) -> str:
-    """Row i of a stacked flat buffer of type `aval`: a scalar or a slice (a view)."""
-    row = size_of(aval.shape[1:])
-    if aval.ndim == 1:
-        return f"{stacked}[{i}]"
-    return f"{stacked}[{row} * {i}:{row} * {i} + {row}]"
+    def row(self, stacked: str, aval: ShapedArray, i: str) -> str:
+        """Row i of a stacked flat buffer of type `aval`: a scalar or a slice (a view)."""
+        if aval.ndim == 1:
+            return f"{stacked}[{i}]"
+        row = size_of(aval.shape[1:])
+        return f"{stacked}[{row} * {i}:{row} * {i} + {row}]"
 
 
 # ============================================================================ functions
@@ -953,42 +963,57 @@ def _row(stacked: str, aval: ShapedArray, i: str) -> str:
 
 def write_function(name: str, jaxpr: Jaxpr) -> Function:
     """One Numba function computing `jaxpr`: parameters are its constvars, then its invars
-    (then any constants of nested bodies); it returns a tuple (see `Function.outputs`)."""
-    w = FunctionWriter(name)
-    params = [f"arg{i}" for i in range(len(jaxpr.constvars) + len(jaxpr.invars))]
+    (then any constants of nested bodies, then the dimensions of `Sizes`); it returns a
+    tuple (see `Function.outputs`)."""
+    sizes = Sizes([v.aval for v in [*jaxpr.constvars, *jaxpr.invars]])
+    jaxpr = sizes.jaxpr(jaxpr)
+    inputs = [*jaxpr.constvars, *jaxpr.invars]
+    w = FunctionWriter(name, sizes)
+    params = [f"arg{i}" for i in range(len(inputs))]
     w.aliasing.update(params)
     layout, packs = _output_layout(jaxpr.outvars)
-    for n, (dtype, total) in enumerate(packs):
-        w.line(f"pack{n} = np.empty({total}, {dtype_expr(dtype)})")
-    for atom, (kind, where, offset) in zip(jaxpr.outvars, layout):
-        if kind == "pack" and isinstance(atom, Var):
+    slots, packed_sizes = [], [[] for _ in packs]  # (pack, offset), sizes so far
+    for atom, (kind, where, _) in zip(jaxpr.outvars, layout):
+        if kind == "pack":
+            slots.append((f"pack{where}", sum(packed_sizes[where])))
+            packed_sizes[where].append(atom.aval.size)
+        else:
+            slots.append(None)
+    for n, (dtype, _) in enumerate(packs):
+        w.line(f"pack{n} = np.empty({sum(packed_sizes[n])}, {dtype_expr(dtype)})")
+    for atom, slot in zip(jaxpr.outvars, slots):
+        if slot is not None and isinstance(atom, Var):
             for var in _reshaped_from(atom, jaxpr):
-                w.pack_slots.setdefault(var, (f"pack{where}", offset))
+                w.pack_slots.setdefault(var, slot)
     outs = w.jaxpr(jaxpr, params)
     returned = [f"pack{n}" for n in range(len(packs))]
-    for atom, expr, (kind, where, offset) in zip(jaxpr.outvars, outs, layout):
-        if kind == "pack":
-            slot = (f"pack{where}", offset)
+    for atom, expr, slot in zip(jaxpr.outvars, outs, slots):
+        if slot is not None:
             if w.in_slot.get(expr) != slot:  # not computed in place: copy it there
                 if atom.aval.shape == ():
-                    w.line(f"{slot[0]}[{offset}] = {expr}")
+                    w.line(f"{slot[0]}[{slot[1]}] = {expr}")
                 else:
-                    w.copy_flat(slot[0], offset, expr, atom.aval.size)
+                    w.copy_flat(slot[0], slot[1], expr, atom.aval.size)
         else:
             if atom.aval.shape != () and (expr in w.aliasing or expr in returned):
                 expr = w.new(f"{expr}.copy()")  # fresh: never an input, never twice
             returned.append(expr)
     w.line(f"return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
-    all_params = params + [p for p, _ in w.extra_params]
-    avals = [v.aval for v in [*jaxpr.constvars, *jaxpr.invars]]
+    all_params = params + [p for p, _ in w.extra_params] + sizes.params
+    avals = [v.aval for v in inputs]
     avals += [ShapedArray(np.shape(c), np.asarray(c).dtype) for _, c in w.extra_params]
+    avals += _dim_avals(sizes)
     header = f"def {name}({', '.join(all_params)}):"
     source = "\n".join([header, *w.lines])
     outputs = []
     for kind, where, offset in layout:
-        outputs.append((where, offset) if kind == "pack" else (len(packs) + where, None))
+        outputs.append((where, int(offset)) if kind == "pack" else (len(packs) + where, None))
     return Function(name, source, avals, [c for _, c in w.extra_params], w.groups,
-                    helpers=w.kernels, outputs=outputs)
+                    helpers=w.kernels, outputs=outputs, dims=sizes.values)
+
+
+def _dim_avals(sizes: Sizes) -> list[ShapedArray]:
+    return [ShapedArray((), np.dtype(np.int64))] * len(sizes.params)
 
 
 def _reshaped_from(var: Var, jaxpr: Jaxpr) -> list[Var]:

@@ -183,6 +183,7 @@ def _host_function(opt: ClosedJaxpr, segments: list[_Segment], module: Any,
         entry = w.bind("kernel", getattr(module, fn.name))
         extra = [w.bind("k", _normaliser(ShapedArray(np.shape(c), np.asarray(c).dtype))(c))
                  for c in fn.extra_consts]
+        extra += [str(d) for d in fn.dims]  # the sizes the kernel reads at run time
         args = [w.atom(a) for a in seg.inputs]
         if fast:  # flatten views; anything unusual makes Numba raise TypeError
             quick = [f"{a}.ravel()" if v.aval.ndim > 1 and v not in consts else a

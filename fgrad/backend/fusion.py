@@ -33,10 +33,9 @@ horizontal fusion consults them.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from ..ir import Eqn, Jaxpr, Var
 
@@ -89,7 +88,7 @@ def domain_of(eqn: Eqn) -> tuple[int, ...] | None:
 
 
 def size_of(shape: Sequence[int]) -> int:
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(shape)  # a `sizes.Dim` if the shape has one
 
 
 def strides_of(shape: Sequence[int]) -> list[int]:

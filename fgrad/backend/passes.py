@@ -158,6 +158,8 @@ class _Rewriter:
             return None
         if not eqn.invars:
             return None
+        if eqn.primitive.name == "div" and _maybe_count(eqn.invars[1]):
+            return None  # 1 / N stays a division: see `sizes.py`, N is written from sizes
         try:
             with np.errstate(all="ignore"):
                 outs = eqn.primitive.impl(*[a.val for a in eqn.invars], **eqn.params)
@@ -182,6 +184,14 @@ class _Rewriter:
         jaxpr, used = dce_jaxpr(absorb_transposes(jaxpr))
         consts = [c for c, u in zip(self.constvals, used) if u]
         return ClosedJaxpr(jaxpr, consts)
+
+
+def _maybe_count(atom: Literal) -> bool:
+    """An integral float constant above 1: perhaps the number of elements of a mean."""
+    if atom.aval.dtype.kind != "f":
+        return False
+    value = float(atom.val)
+    return value > 1 and value.is_integer()
 
 
 def _forward(eqn: Eqn) -> Atom | None:
