@@ -359,7 +359,9 @@ def _listing(name: str | None, opt: ClosedJaxpr, segments: Sequence[_Segment],
     for seg in segments:
         if seg.compiled:
             fn = next(fn_iter)
-            lines.append(f"compiled {fn.name}: {len(fn.groups)} fused groups")
+            dims = ", ".join(f"dim{i}={d}" for i, d in enumerate(fn.dims))
+            lines.append(f"compiled {fn.name}{f' ({dims})' if dims else ''}: "
+                         f"{len(fn.groups)} fused groups")
             lines += [f"  {g}" for g in fn.groups]
         else:
             lines.append(f"host (NumPy): {seg.eqns[0].primitive.name}")
