@@ -78,6 +78,7 @@ class _Rewriter:
         self.env: dict[Var, Atom] = {}
         self.eqns: list[Eqn] = []
         self.seen: dict[tuple, list[Var]] = {}
+        self.ones: set[Var] = set()  # arrays of ones (a literal 1 broadcast)
         # Constants: scalar ones become literals; inlined jaxprs may add more.
         self.constvars: list[Var] = []
         self.constvals: list[Any] = []
@@ -103,6 +104,8 @@ class _Rewriter:
             self.inline(eqn, eqn.params[INLINED_CALLS[name]])
             return
         forwarded = _forward(eqn)
+        if forwarded is None and name in ("mul", "div"):
+            forwarded = self.times_one(eqn)
         if forwarded is not None:
             self.env[eqn.outvars[0]] = forwarded
             return
@@ -118,7 +121,21 @@ class _Rewriter:
                 self.env.update(zip(eqn.outvars, earlier))
                 return
             self.seen[key] = eqn.outvars
+        if name == "broadcast_in_dim" and _is_one(eqn.invars[0]):
+            self.ones.add(eqn.outvars[0])
         self.eqns.append(eqn)
+
+    def times_one(self, eqn: Eqn) -> Atom | None:
+        """x for `x * 1`, `1 * x` and `x / 1` (exact for every value, NaN and -0.0
+        included); gradients are full of them (the seed cotangent is 1)."""
+        out = eqn.outvars[0].aval
+        x, y = eqn.invars
+        pairs = [(x, y), (y, x)] if eqn.primitive.name == "mul" else [(x, y)]
+        for value, factor in pairs:
+            one = _is_one(factor) or factor in self.ones
+            if one and value.aval.shape == out.shape and value.aval.dtype == out.dtype:
+                return value
+        return None
 
     def inline(self, eqn: Eqn, inner: ClosedJaxpr) -> None:
         """Splice the inner jaxpr in, with fresh variables (it may be inlined twice)."""
@@ -184,6 +201,10 @@ class _Rewriter:
         jaxpr, used = dce_jaxpr(absorb_transposes(jaxpr))
         consts = [c for c, u in zip(self.constvals, used) if u]
         return ClosedJaxpr(jaxpr, consts)
+
+
+def _is_one(atom: Atom) -> bool:
+    return isinstance(atom, Literal) and atom.aval.dtype != np.bool_ and atom.val == 1
 
 
 def _maybe_count(atom: Literal) -> bool:
