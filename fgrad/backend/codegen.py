@@ -795,7 +795,7 @@ class FunctionWriter:
             fn = "gemm_f64" if out.dtype == np.float64 else "gemm_f32"
         else:
             fn = "matmul_loop_bool" if out.dtype == np.bool_ else "matmul_loop"
-        self.line(f"{fn}({x3}, {y3}, {c}, {b}, {m}, {n}, {k}, {trans_a}, {trans_b})")
+        self.line(f"{fn}({x3}, {y3}, {c}, {_scalars(b, m, n, k, trans_a, trans_b)})")
         return [self.new(f"{c}[0]") if out.shape == () else c]
 
     def _stacked(self, x: str, aval: ShapedArray, order: list[int], trans_order: list[int]
@@ -820,7 +820,7 @@ class FunctionWriter:
             x = self._transposed(x, src, [d for d in range(src.ndim) if d != axis] + [axis])
         result = self.alloc(ShapedArray((max(out.size, 1),), out.dtype),
                             var=eqn.outvars[0] if out.shape else None)
-        self.line(f"{which}_rows({x}, {out.size}, {n}, {result})")
+        self.line(f"{which}_rows({x}, {_scalars(out.size, n)}, {result})")
         return [self.new(f"{result}[0]") if out.shape == () else result]
 
     def _lower_argmin(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
@@ -828,8 +828,7 @@ class FunctionWriter:
 
     def _around(self, shape: Sequence[int], axis: int) -> str:
         """A shape seen as (outer, shape[axis], inner): three arguments, as source."""
-        sizes = size_of(shape[:axis]), shape[axis], size_of(shape[axis + 1:])
-        return ", ".join(map(str, sizes))
+        return _scalars(size_of(shape[:axis]), shape[axis], size_of(shape[axis + 1:]))
 
     def _as_array(self, x: str, aval: ShapedArray) -> str:
         """A flat buffer for x (a 0-d scalar becomes a one-element array)."""
@@ -856,7 +855,7 @@ class FunctionWriter:
     def _lower_cumsum(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
         around = self._around(eqn.invars[0].aval.shape, eqn.params["axis"])
         result = self.alloc(eqn.outvars[0].aval, var=eqn.outvars[0])
-        self.line(f"cumsum_rows({ins[0]}, {result}, {around}, {eqn.params['reverse']})")
+        self.line(f"cumsum_rows({ins[0]}, {result}, {around}, {_scalars(eqn.params['reverse'])})")
         return [result]
 
     def _lower_argsort(self, eqn: Eqn, env: dict, ins: list[str]) -> list[str]:
@@ -867,7 +866,7 @@ class FunctionWriter:
         n = src.shape[axis]
         moved = ShapedArray([src.shape[p] for p in perm], out.aval.dtype)
         result = self.alloc(moved, var=out if axis == last else None)
-        self.line(f"argsort_rows({x}, {src.size // n if n else 0}, {n}, {result})")
+        self.line(f"argsort_rows({x}, {_scalars(src.size // n if n else 0, n)}, {result})")
         if axis == last:
             return [result]
         return [self._transposed(result, moved, [int(p) for p in np.argsort(perm)], var=out)]
@@ -956,6 +955,13 @@ class FunctionWriter:
             return f"{stacked}[{i}]"
         row = size_of(aval.shape[1:])
         return f"{stacked}[{row} * {i}:{row} * {i} + {row}]"
+
+
+def _scalars(*values: Any) -> str:
+    """Integer and flag arguments of a run-time helper, typed (`np.int64(4)`, or a size's
+    expression): Numba compiles a helper afresh for every distinct *literal* argument."""
+    return ", ".join(f"np.bool_({v})" if isinstance(v, bool) else
+                     str(v) if isinstance(v, Dim) else f"np.int64({v})" for v in values)
 
 
 # ============================================================================ functions
