@@ -754,6 +754,69 @@ def test_grad_of_scan_is_a_forward_scan_then_a_linear_reverse_scan(reverse):
     assert np.isclose(grad(f)(1.3), numerical_grad(lambda w: f(w[0]), np.array([1.3]))[0])
 
 
+def value_shapes(closed):
+    """Shapes of every value in a jaxpr, nested bodies included."""
+    j = closed.jaxpr if isinstance(closed, ClosedJaxpr) else closed
+    shapes = {tuple(v.aval.shape) for v in [*j.constvars, *j.invars]}
+    for e in j.eqns:
+        shapes |= {tuple(v.aval.shape) for v in e.outvars}
+        for v in e.params.values():
+            for sub in (v if isinstance(v, tuple) else (v,)):
+                if isinstance(sub, ClosedJaxpr):
+                    shapes |= value_shapes(sub)
+    return shapes
+
+
+RNN_W = RNG.normal(size=(4, 4)) * 0.5
+RNN_H0, RNN_XS = RNG.normal(size=4), RNG.normal(size=(7, 4))
+
+
+def f_rnn(w, h0, xs):
+    def body(h, x):
+        h = fnp.tanh(h @ w + x)
+        return h, h.sum()
+
+    return lax.scan(body, h0, xs)[1].sum()
+
+
+def f_rnn_sin_reverse(w, h0, xs):
+    """The const is used nonlinearly, and the loop runs backwards."""
+    def body(h, x):
+        h = fnp.tanh(h @ fnp.sin(w) + x * fnp.exp(w).sum())
+        return h, (h * h).sum()
+
+    h, ys = lax.scan(body, h0, xs, reverse=True)
+    return ys.sum() + h.sum()
+
+
+@pytest.mark.parametrize("f", [f_rnn, f_rnn_sin_reverse], ids=lambda f: f.__name__)
+def test_grad_of_scan_reads_loop_invariant_residuals_as_consts(f):
+    """A residual that is a const (`w` in `h @ w`), or computed from consts alone (`sin(w)`),
+    goes to the linear scan once, as a const, not stacked once per step."""
+    args = (RNN_W, RNN_H0, RNN_XS)
+    jaxpr = make_jaxpr(grad(f, argnums=(0, 1, 2)))(*args)
+    typecheck(jaxpr)
+    assert (7, 4, 4) not in value_shapes(jaxpr)
+    forward, backward = eqns_named(jaxpr, "scan")
+    assert backward.params["num_consts"] >= 1
+    stacked = forward.outvars[forward.params["num_carry"]:]
+    assert all(v.aval.shape != (7, 4, 4) for v in stacked)
+    check_grads(f, args, order=2, modes=("rev",))
+
+
+@pytest.mark.parametrize("f", [f_rnn, f_rnn_sin_reverse], ids=lambda f: f.__name__)
+def test_grad_of_scan_with_invariant_residuals_under_jit_and_vmap(f):
+    args = (RNN_W, RNN_H0, RNN_XS)
+    g = grad(f, argnums=(0, 1, 2))
+    want = g(*args)
+    assert_trees_close(fgrad.jit(g)(*args), want, rtol=1e-10, atol=1e-12)
+    assert (7, 4, 4) not in value_shapes(make_jaxpr(fgrad.jit(g))(*args))
+    h0s = np.stack([RNN_H0, -RNN_H0, 0.5 * RNN_H0])
+    in_axes = (None, 0, None)
+    assert_trees_close(vmap(g, in_axes)(RNN_W, h0s, RNN_XS),
+                       loop(g, RNN_W, h0s, RNN_XS, in_axes=in_axes), rtol=1e-10, atol=1e-12)
+
+
 def test_dce_drops_unused_scan_outputs_and_carries():
     def body(c, x):
         a, b = c

@@ -20,6 +20,7 @@ from ..interpreters.batching import batch_jaxpr, move_batch_axis
 from ..interpreters.jvp import Zero, instantiate, jvp_jaxpr
 from ..interpreters.staging import (
     convert_constvars,
+    dce_closed_jaxpr,
     dce_jaxpr,
     partial_eval_jaxpr,
     trace_to_jaxpr,
@@ -452,6 +453,35 @@ def _scan_jvp(primals, tangents, *, jaxpr, num_consts, num_carry, length, revers
     return [*carry_out, *ys], tangent_out
 
 
+def _loop_invariant(jaxpr: Jaxpr, num_consts: int) -> set[Var]:
+    """The variables of a scan body computed from its consts (and constants) alone: the
+    same at every step."""
+    invariant = {*jaxpr.constvars, *jaxpr.invars[:num_consts]}
+    for eqn in jaxpr.eqns:
+        if all(a in invariant for a in eqn.invars if isinstance(a, Var)):
+            invariant.update(eqn.outvars)
+    return invariant
+
+
+def _hoist_invariant_residuals(known: ClosedJaxpr, num_consts: int, num_res: int
+                               ) -> tuple[ClosedJaxpr, ClosedJaxpr, list[bool]]:
+    """Take the loop-invariant residuals (a const forwarded, or computed from consts alone)
+    out of a known scan body, so they are computed once instead of stacked per step.
+
+    Returns the body without them, a jaxpr computing them from the body's consts, and
+    which residuals they were."""
+    j = known.jaxpr
+    n_out = len(j.outvars) - num_res
+    invariant = _loop_invariant(j, num_consts)
+    res_vars = j.outvars[n_out:]
+    res_inv = [not isinstance(v, Var) or v in invariant for v in res_vars]
+    body, _ = dce_closed_jaxpr(known, [*[True] * n_out, *[not i for i in res_inv]])
+    hoisted, used_consts = dce_jaxpr(Jaxpr(j.constvars, j.invars[:num_consts],
+                                           _mask_select(res_vars, res_inv, True), j.eqns))
+    return (body, ClosedJaxpr(hoisted, [c for c, u in zip(known.consts, used_consts) if u]),
+            res_inv)
+
+
 def _scan_partial_eval(interp, args, unknown, *, jaxpr, num_consts, num_carry, length,
                        reverse):
     const_uk, carry_uk, xs_uk = _split(unknown, num_consts, num_carry)
@@ -466,25 +496,35 @@ def _scan_partial_eval(interp, args, unknown, *, jaxpr, num_consts, num_carry, l
     known, unknown_body, out_uk, n_res = partial_eval_jaxpr(
         jaxpr, [*const_uk, *carry_uk, *xs_uk], [*carry_uk, *[False] * n_ys])
     consts, carry, xs = _split(args, num_consts, num_carry)
-    # The known loop: its residuals become extra per-step outputs (stacked ys).
+    known_consts = _mask_select(consts, const_uk, False)
+    # Loop-invariant residuals are computed once, outside the known loop; the others
+    # become extra per-step outputs of it (stacked ys).
+    known, hoisted, res_inv = _hoist_invariant_residuals(known, len(known_consts), n_res)
+    n_inv = sum(res_inv)
+    n_stacked = n_res - n_inv
     n_known_carry = num_carry - sum(carry_uk)
     with using(interp.parent):
+        invariant_res = eval_jaxpr(hoisted.jaxpr, hoisted.consts, *known_consts)
         known_outs = scan_p.bind(
-            *_mask_select(consts, const_uk, False), *_mask_select(carry, carry_uk, False),
+            *known_consts, *_mask_select(carry, carry_uk, False),
             *_mask_select(xs, xs_uk, False), jaxpr=known,
-            num_consts=num_consts - sum(const_uk), num_carry=n_known_carry,
+            num_consts=len(known_consts), num_carry=n_known_carry,
             length=length, reverse=reverse)
-    residuals = known_outs[len(known_outs) - n_res:] if n_res else []
-    known_outs = known_outs[:len(known_outs) - n_res]
-    # The unknown loop reads the residuals as xs: (consts, carry, residuals, xs).
+    stacked_res = known_outs[len(known_outs) - n_stacked:] if n_stacked else []
+    known_outs = known_outs[:len(known_outs) - n_stacked]
+    # The unknown loop reads the invariant residuals as consts and the others as xs:
+    # (invariant residuals, consts, carry, stacked residuals, xs).
     n_uc, n_ucar, n_ux = sum(const_uk), sum(carry_uk), sum(xs_uk)
-    unknown_body = _permute_invars(unknown_body, _groups_order(
-        [n_res, n_uc, n_ucar, n_ux], [[1], [2], [0, 3]]))
+    res_idx = range(n_res)
+    uk_consts_carry, uk_xs = _split(range(n_res, n_res + n_uc + n_ucar + n_ux), n_uc + n_ucar)
+    unknown_body = _permute_invars(unknown_body, [
+        *_mask_select(res_idx, res_inv, True), *uk_consts_carry,
+        *_mask_select(res_idx, res_inv, False), *uk_xs])
     unknown_outs = interp.stage(
         scan_p,
-        [*_mask_select(consts, const_uk, True), *_mask_select(carry, carry_uk, True),
-         *residuals, *_mask_select(xs, xs_uk, True)],
-        dict(jaxpr=unknown_body, num_consts=n_uc, num_carry=n_ucar, length=length,
+        [*invariant_res, *_mask_select(consts, const_uk, True),
+         *_mask_select(carry, carry_uk, True), *stacked_res, *_mask_select(xs, xs_uk, True)],
+        dict(jaxpr=unknown_body, num_consts=n_inv + n_uc, num_carry=n_ucar, length=length,
              reverse=reverse))
     return _merge(out_uk, unknown_outs, known_outs)
 
