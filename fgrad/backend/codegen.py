@@ -543,7 +543,7 @@ class FunctionWriter:
         inner._group_code(g, inner_env, plan, preallocated, parallel=True)
         inner.line("return")
         avals = [v.aval for v in g.inputs] + [ShapedArray((v.aval.size,), v.aval.dtype)
-                                              for v in results] + _dim_avals(self.sizes)
+                                              for v in results] + self.sizes.avals
         source = "\n".join([f"def {name}({', '.join(params)}):", *inner.lines])
         self.kernels.append(Function(name, source, avals, [], [g.describe()], parallel=True))
         args = [env[v] for v in g.inputs] + [out_names[v] for v in results] + self.sizes.params
@@ -978,15 +978,11 @@ def write_function(name: str, jaxpr: Jaxpr) -> Function:
     params = [f"arg{i}" for i in range(len(inputs))]
     w.aliasing.update(params)
     layout, packs = _output_layout(jaxpr.outvars)
-    slots, packed_sizes = [], [[] for _ in packs]  # (pack, offset), sizes so far
-    for atom, (kind, where, _) in zip(jaxpr.outvars, layout):
-        if kind == "pack":
-            slots.append((f"pack{where}", sum(packed_sizes[where])))
-            packed_sizes[where].append(atom.aval.size)
-        else:
-            slots.append(None)
-    for n, (dtype, _) in enumerate(packs):
-        w.line(f"pack{n} = np.empty({sum(packed_sizes[n])}, {dtype_expr(dtype)})")
+    # Offsets and totals are sums of sizes: `Dim`s, written in terms of the dimensions.
+    slots = [(f"pack{where}", offset) if kind == "pack" else None
+             for kind, where, offset in layout]
+    for n, (dtype, total) in enumerate(packs):
+        w.line(f"pack{n} = np.empty({total}, {dtype_expr(dtype)})")
     for atom, slot in zip(jaxpr.outvars, slots):
         if slot is not None and isinstance(atom, Var):
             for var in _reshaped_from(atom, jaxpr):
@@ -1008,7 +1004,7 @@ def write_function(name: str, jaxpr: Jaxpr) -> Function:
     all_params = params + [p for p, _ in w.extra_params] + sizes.params
     avals = [v.aval for v in inputs]
     avals += [ShapedArray(np.shape(c), np.asarray(c).dtype) for _, c in w.extra_params]
-    avals += _dim_avals(sizes)
+    avals += sizes.avals
     header = f"def {name}({', '.join(all_params)}):"
     source = "\n".join([header, *w.lines])
     outputs = []
@@ -1016,10 +1012,6 @@ def write_function(name: str, jaxpr: Jaxpr) -> Function:
         outputs.append((where, int(offset)) if kind == "pack" else (len(packs) + where, None))
     return Function(name, source, avals, [c for _, c in w.extra_params], w.groups,
                     helpers=w.kernels, outputs=outputs, dims=sizes.values)
-
-
-def _dim_avals(sizes: Sizes) -> list[ShapedArray]:
-    return [ShapedArray((), np.dtype(np.int64))] * len(sizes.params)
 
 
 def _reshaped_from(var: Var, jaxpr: Jaxpr) -> list[Var]:

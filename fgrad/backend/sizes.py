@@ -24,6 +24,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from ..ir import Eqn, Jaxpr, Literal, ShapedArray, Var
 
 _ATOM, _PRODUCT, _SUM = 3, 2, 1  # precedence of an expression's outermost operator
@@ -129,6 +131,7 @@ class Sizes:
             int(d) for a in avals for d in a.shape if d > 1))
         self.params = [f"dim{i}" for i in range(len(self.values))]
         self._dims = {v: Dim(v, p) for v, p in zip(self.values, self.params)}
+        self.avals = [ShapedArray((), np.dtype(np.int64))] * len(self.params)
 
     def dim(self, n: int) -> int:
         """n as a `Dim` if it is the value of a parameter, else n itself."""
